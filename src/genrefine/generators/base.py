@@ -1,0 +1,103 @@
+"""The Generator interface every base model, refiner and refined model implements.
+
+A generator maps latent points ``z ~ prior`` (shape ``(n, latent_dim)``) to data
+``x = g(z)`` (shape ``(n, data_dim)``). Families declare what they offer through class
+flags so a method that needs a missing capability can say so in one line
+(:func:`require`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+FAMILIES: dict[str, type["Generator"]] = {}
+
+
+def register_family(name: str) -> Callable[[type["Generator"]], type["Generator"]]:
+    """Class decorator: make a generator family loadable by name from a checkpoint config."""
+
+    def wrap(cls: type[Generator]) -> type[Generator]:
+        cls.family = name
+        FAMILIES[name] = cls
+        return cls
+
+    return wrap
+
+
+class Generator(nn.Module):
+    """Base class: ``x = g(z)`` with ``z ~ prior``, a standard normal by default.
+
+    Subclasses implement :meth:`forward` and :meth:`config` (JSON-serialisable keyword
+    arguments of ``__init__``) and set the capability flags.
+
+    Example:
+        >>> x = gen.sample(1000)            # (1000, data_dim), no gradients
+        >>> z = gen.prior.sample((1000,))   # latents on the generator's device
+        >>> x = gen(z)                      # differentiable where the family is
+    """
+
+    family: ClassVar[str] = "generator"
+    #: g can be inverted (``inverse`` and ``log_prob`` exist): normalizing flows.
+    invertible: ClassVar[bool] = False
+    #: gradients flow from x back to z (HMC, Langevin, latent gradient ascent need it).
+    differentiable: ClassVar[bool] = True
+    #: g(z) depends on hidden randomness besides z (weights are not a function of z).
+    stochastic: ClassVar[bool] = False
+
+    def __init__(self, latent_dim: int, data_dim: int, own_prior: bool = True) -> None:
+        super().__init__()
+        self.latent_dim = int(latent_dim)
+        self.data_dim = int(data_dim)
+        if own_prior:  # buffers, so the prior follows .to(device) and is saved with the model
+            self.register_buffer("prior_loc", torch.zeros(self.latent_dim))
+            self.register_buffer("prior_scale", torch.ones(self.latent_dim))
+
+    @property
+    def device(self) -> torch.device:
+        return self.prior_loc.device
+
+    @property
+    def prior(self) -> Distribution:
+        """The latent distribution p(z) on the generator's device."""
+        return Independent(Normal(self.prior_loc, self.prior_scale), 1)
+
+    def forward(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        """JSON-serialisable constructor arguments; with the state dict it rebuilds the model."""
+        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim}
+
+    @torch.no_grad()
+    def generate(self, z: Tensor, batch_size: int = 50_000) -> Tensor:
+        """``g(z)`` in chunks without gradients (chunks of ~50k are 2-4x faster on CPU)."""
+        z = z.to(self.device)
+        return torch.cat([self(chunk) for chunk in z.split(batch_size)]) if len(z) else z.new_zeros(0, self.data_dim)
+
+    @torch.no_grad()
+    def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` latents from the prior and return ``(z, g(z))``."""
+        z = self.prior.sample((int(n),))
+        return z, self.generate(z, batch_size)
+
+    @torch.no_grad()
+    def sample(self, n: int, batch_size: int = 50_000) -> Tensor:
+        """Draw ``n`` samples ``x = g(z)``, ``z ~ prior``."""
+        return self.sample_with_latents(n, batch_size)[1]
+
+    def freeze(self) -> "Generator":
+        """Switch to eval mode and stop gradients to parameters (gradients to inputs still flow)."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+
+def require(gen: Generator, capability: str, method: str) -> None:
+    """Raise ValueError in one line if ``gen`` lacks ``capability`` that ``method`` needs."""
+    if not getattr(gen, capability, False):
+        raise ValueError(f"{method} needs a {capability} generator; the '{gen.family}' family is not {capability}")

@@ -1,0 +1,315 @@
+"""The LaSeR protocol end to end (LaSeR Sec. 3): fit or take a base generator, learn
+classifier weights, pull them back to the latent space, sample the reweighted latent with
+every requested method, score everything against held-out truth, and write the results.
+
+``run_refinement`` is what ``genrefine refine`` calls; it is usable from Python too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from genrefine import metrics as M
+from genrefine.checkpoint import atomic_write_text, save_generator
+from genrefine.data import DATASETS, load_data
+from genrefine.generators import Generator, RealNVPGenerator
+from genrefine.presets import get_preset
+from genrefine.refine import RefinedGenerator
+from genrefine.samplers.base import weight_diagnostics
+from genrefine.samplers.hmc import HMCSampler
+from genrefine.samplers.refiner_flow import RefinerFlow
+from genrefine.samplers.refiner_gan import RefinerGAN
+from genrefine.samplers.rejection import LatentRejectionSampler
+from genrefine.validation import check_array, resolve_device
+from genrefine.weights import DensityRatioClassifier, latent_target
+
+METHODS = ("base", "dctr", "rejection", "hmc", "laser", "laser-flow")
+REFINERS = {"laser": RefinerGAN, "laser-flow": RefinerFlow}
+
+
+def parse_methods(methods) -> list[str]:
+    """``"base,hmc"`` or a list -> validated list in canonical order."""
+    items = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
+    if not items:
+        raise ValueError("methods: none given; choose from " + ", ".join(METHODS))
+    bad = [m for m in items if m not in METHODS]
+    if bad:
+        raise ValueError(f"methods: unknown {', '.join(bad)}; choose from {', '.join(METHODS)}")
+    return [m for m in METHODS if m in items]
+
+
+@dataclass
+class RefinementResult:
+    """Everything one run produced: unweighted samples and their latents per method, DCTR
+    weights, models, and the metrics dictionary written to ``metrics.json``."""
+
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
+    latents: dict[str, np.ndarray] = field(default_factory=dict)
+    dctr_weights: np.ndarray | None = None
+    models: dict[str, object] = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+    truth: np.ndarray | None = None
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+def _rate(gen: Generator, n: int = 200_000, repeats: int = 3) -> float:
+    """Samples per second of ``gen.sample`` (best of ``repeats``)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        gen.sample(n)
+        if gen.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def score_sample(truth, truth_ind, sample, weights=None, hist_range=None, exact_n: int = 2000,
+                 energy_n: int = 10_000, seed: int = 0) -> dict:
+    """Histogram JSD/EMD in both conventions, exact EMD and energy distance, each with the
+    truth-against-truth floor at the same sample size (LaSeR Sec. 4.2)."""
+    m = min(len(truth), len(truth_ind), len(sample))
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(sample), m, replace=False) if len(sample) > m else np.arange(m)
+    s, w = sample[idx], (None if weights is None else weights[idx])
+    t, ti = truth[:m], truth_ind[:m]
+    out = {"n": int(m)}
+    for conv in ("prob", "paper"):
+        kw = {"range": hist_range, "convention": conv}
+        if conv == "prob":
+            kw["bins"] = 40
+        for name, fn in (("jsd", M.hist_jsd), ("emd", M.hist_emd)):
+            out[f"{name}_{conv}"] = M.score_with_error(fn, t, s, ti, weights_y=w, **kw)
+    ne = min(exact_n, m)
+    pick = rng.choice(m, ne, replace=False)
+    out["exact_emd"] = M.score_with_error(M.exact_emd, t[:ne], s[pick], ti[ne:2 * ne] if 2 * ne <= m else ti[:ne],
+                                          weights_y=None if w is None else w[pick])
+    out["exact_emd"]["n"] = int(ne)
+    nd = min(energy_n, m)
+    pick = rng.choice(m, nd, replace=False)
+    out["energy"] = M.score_with_error(M.energy_distance, t[:nd], s[pick], ti[:nd], weights_y=None if w is None else w[pick])
+    out["energy"]["n"] = int(nd)
+    return out
+
+
+def run_refinement(
+    data: str | np.ndarray,
+    methods="base,dctr,rejection,hmc,laser,laser-flow",
+    preset: str = "quick",
+    seed: int = 0,
+    n_samples: int = 200_000,
+    device: str = "cpu",
+    out: str | None = None,
+    iterations: int = 1,
+    key: str | None = None,
+    holdout: float = 0.2,
+    base: Generator | None = None,
+    progress: bool = True,
+    resume: bool = False,
+    overrides: dict | None = None,
+) -> RefinementResult:
+    """Run the LaSeR protocol; see the module docstring. Returns a :class:`RefinementResult`
+    and, when ``out`` is given, writes ``samples/``, ``latents/``, ``models/``, ``figures/``
+    and ``metrics.json`` there (metrics last, every file written atomically).
+
+    ``data`` is a built-in set name (training data and two independent truth samples of
+    ``n_samples`` points are generated), a file path, or an array (a ``holdout`` fraction is
+    kept aside and split in two halves: the truth and the independent truth for the floor).
+    """
+    method_list = parse_methods(methods)
+    if int(n_samples) < 1:
+        raise ValueError(f"n-samples must be >= 1, got {n_samples}")
+    if int(iterations) < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}")
+    if not 0 < holdout < 1:
+        raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
+    dev = resolve_device(device)
+    data_name = data if isinstance(data, str) and data in DATASETS else None
+    cfg = get_preset(preset, data_name)
+    for section, values in (overrides or {}).items():
+        cfg[section].update(values) if isinstance(values, dict) else cfg.__setitem__(section, values)
+    n_samples = int(n_samples)
+
+    # --- data (validated before anything is written)
+    if data_name is not None:
+        x_train = load_data(data_name, cfg["n_train"], seed=seed)
+        truth = load_data(data_name, n_samples, seed=seed + 1_000_001)
+        truth_ind = load_data(data_name, n_samples, seed=seed + 2_000_003)
+        hist_range = M.PAPER_RANGES.get(data_name)
+        label = data_name
+    else:
+        arr = load_data(data, key=key) if isinstance(data, str) else check_array(data, name="data")
+        arr = arr.astype(np.float32)
+        if len(arr) < 10:
+            raise ValueError(f"{data if isinstance(data, str) else 'data'}: needs at least 10 rows, got {len(arr)}")
+        perm = np.random.default_rng(seed).permutation(len(arr))
+        n_hold = max(2, int(round(holdout * len(arr))))
+        x_train = arr[perm[n_hold:]]
+        half = n_hold // 2
+        truth, truth_ind = arr[perm[:half]], arr[perm[half:2 * half]]
+        hist_range = None
+        label = os.path.basename(data) if isinstance(data, str) else "array"
+    dim = x_train.shape[1]
+    if base is not None and base.data_dim != dim:
+        raise ValueError(f"base generator makes {base.data_dim}-d samples but the data is {dim}-d")
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    ckpt_dir = os.path.join(out, "checkpoints") if out else None
+    if ckpt_dir and not resume and os.path.isdir(ckpt_dir):
+        shutil.rmtree(ckpt_dir)
+    ckpt = (lambda name: os.path.join(ckpt_dir, name)) if ckpt_dir else (lambda name: None)
+    res = RefinementResult(truth=truth)
+    timings: dict[str, float] = {}
+    diagnostics: dict[str, dict] = {}
+    x_train_t = torch.as_tensor(x_train, device=dev)
+
+    # --- base generator
+    if base is None:
+        b = cfg["base"]
+        base = RealNVPGenerator(dim, b["transforms"], b["hidden"]).to(dev)
+        _, timings["train_base"] = _timed(lambda: base.fit(
+            x_train_t, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], weight_decay=b["weight_decay"],
+            gamma=b["gamma"], progress=progress, checkpoint=ckpt("base")))
+        diagnostics["base"] = {"final_nll": base.history_[-1]["nll"] if base.history_ else None}
+    base = base.to(dev).freeze()
+    res.models["base"] = base
+
+    (z_base, x_base), timings["sample_base"] = _timed(lambda: base.sample_with_latents(n_samples))
+    res.samples["base"], res.latents["base"] = x_base.cpu().numpy(), z_base.cpu().numpy()
+
+    needs_weights = any(m != "base" for m in method_list)
+    c = cfg["classifier"]
+
+    def fit_classifier(gen: Generator, tag: str) -> tuple[DensityRatioClassifier, torch.Tensor, torch.Tensor, torch.Tensor]:
+        z_tr, x_tr = gen.sample_with_latents(len(x_train))
+        clf = DensityRatioClassifier(dim, c["hidden"], c["layers"]).to(dev)
+        _, timings[f"train_classifier{tag}"] = _timed(lambda: clf.fit(
+            x_train_t, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
+            progress=progress, checkpoint=ckpt("classifier" + tag)))
+        w_tr = clf.weight(x_tr)
+        return clf, z_tr, x_tr, w_tr
+
+    if needs_weights:
+        clf, z_tr, x_tr, w_tr = fit_classifier(base, "")
+        res.models["classifier"] = clf
+        diagnostics["weights_train"] = weight_diagnostics(w_tr)
+        target = latent_target(base, clf)
+        if "dctr" in method_list:
+            w = clf.weight(x_base)
+            diagnostics["dctr"] = weight_diagnostics(w)
+            res.samples["dctr"], res.latents["dctr"] = res.samples["base"], res.latents["base"]
+            res.dctr_weights = w.cpu().numpy()
+        if "rejection" in method_list:
+            sampler = LatentRejectionSampler(target, **cfg["rejection"])
+            z, timings["sample_rejection"] = _timed(lambda: sampler.sample(n_samples))
+            res.latents["rejection"] = z.cpu().numpy()
+            res.samples["rejection"] = base.generate(z).cpu().numpy()
+            diagnostics["rejection"] = sampler.diagnostics
+        if "hmc" in method_list:
+            h = dict(cfg["hmc"])
+            sampler = HMCSampler.paper(target, progress=progress) if h.pop("paper", False) else HMCSampler(target, progress=progress, **h)
+            z, timings["sample_hmc"] = _timed(lambda: sampler.sample(n_samples))
+            res.latents["hmc"] = z.detach().cpu().numpy()
+            res.samples["hmc"] = base.generate(z.detach()).cpu().numpy()
+            diagnostics["hmc"] = sampler.diagnostics
+        for method in ("laser", "laser-flow"):
+            if method not in method_list:
+                continue
+            r = dict(cfg[method])
+            arch_keys = ("aux_dim", "hidden", "layers") if method == "laser" else ("transforms", "hidden", "bins")
+            arch = {k: r.pop(k) for k in arch_keys}
+            gen, z_k, w_k = base, z_tr, w_tr
+            diagnostics[method] = {"iterations": []}
+            for k in range(int(iterations)):
+                tag = f"_{method}_it{k + 1}"
+                if k > 0:  # refine the refined generator: new classifier, weights on its own latent
+                    _, z_k, _, w_k = fit_classifier(gen, tag)
+                phi = REFINERS[method](gen.latent_dim, **arch).to(dev)
+                _, secs = _timed(lambda: phi.fit(z_k, w_k, progress=progress, checkpoint=ckpt("refiner" + tag), **r))
+                timings[f"train{tag}"] = secs
+                gen = RefinedGenerator(gen, phi).freeze()
+                diagnostics[method]["iterations"].append({"weights": weight_diagnostics(w_k), "train_seconds": secs})
+            res.models[method] = gen
+            (y, x), timings[f"sample_{method}"] = _timed(lambda: gen.sample_with_latents(n_samples))
+            res.samples[method] = x.cpu().numpy()
+            res.latents[method] = gen.refiner.generate(y).cpu().numpy() if gen.depth == 1 else y.cpu().numpy()
+
+    # --- metrics
+    scores = {}
+    t0 = time.perf_counter()
+    for mth in method_list:
+        scores[mth] = score_sample(truth, truth_ind, res.samples[mth],
+                                   weights=res.dctr_weights if mth == "dctr" else None,
+                                   hist_range=hist_range, seed=seed)
+    timings["metrics"] = time.perf_counter() - t0
+    rates = {"base": _rate(base)}
+    for mth in ("laser", "laser-flow"):
+        if mth in res.models:
+            rates[mth] = _rate(res.models[mth])
+            rates[f"{mth}_over_base"] = rates[mth] / rates["base"]
+    res.metrics = {
+        "data": label, "dim": int(dim), "methods": method_list, "preset": preset, "seed": seed,
+        "n_samples": n_samples, "n_train": int(len(x_train)), "n_truth": int(len(truth)), "device": str(dev),
+        "iterations": int(iterations), "hist_range": hist_range, "config": cfg,
+        "scores": scores, "timings_seconds": timings, "samples_per_second": rates, "diagnostics": diagnostics,
+    }
+    if out:
+        write_outputs(res, out)
+    return res
+
+
+def _save_npy(path: str, arr: np.ndarray) -> None:
+    tmp = path + ".tmp.npy"
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+def write_outputs(res: RefinementResult, out: str) -> None:
+    """Write samples, latents, models, figures, then ``metrics.json`` (last, so its presence
+    means the run is complete)."""
+    from genrefine.plotting import refinement_figure
+
+    for sub in ("samples", "latents", "models", "figures"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    for mth, x in res.samples.items():
+        _save_npy(os.path.join(out, "samples", f"{mth}.npy"), x.astype(np.float32))
+        _save_npy(os.path.join(out, "latents", f"{mth}.npy"), res.latents[mth].astype(np.float32))
+    if res.dctr_weights is not None:
+        _save_npy(os.path.join(out, "samples", "dctr_weights.npy"), res.dctr_weights.astype(np.float32))
+    for name, model in res.models.items():
+        if isinstance(model, Generator):
+            save_generator(model, os.path.join(out, "models", name))
+        elif isinstance(model, DensityRatioClassifier):
+            from genrefine.checkpoint import save_module
+
+            save_module(model, {"dim": model.dim, "hidden": model.hidden, "layers": model.layers},
+                        os.path.join(out, "models", name), kind="dctr_classifier")
+    refinement_figure(res, os.path.join(out, "figures"))
+    atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(_jsonable(res.metrics), indent=2))
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
