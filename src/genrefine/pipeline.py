@@ -87,9 +87,7 @@ def score_sample(truth, truth_ind, sample, weights=None, hist_range=None, exact_
     t, ti = truth[:m], truth_ind[:m]
     out = {"n": int(m)}
     for conv in ("prob", "paper"):
-        kw = {"range": hist_range, "convention": conv}
-        if conv == "prob":
-            kw["bins"] = 40
+        kw = {"range": hist_range, "convention": conv, "bins": 100}
         for name, fn in (("jsd", M.hist_jsd), ("emd", M.hist_emd)):
             out[f"{name}_{conv}"] = M.score_with_error(fn, t, s, ti, weights_y=w, **kw)
     ne = min(exact_n, m)
@@ -220,6 +218,8 @@ def run_refinement(
             diagnostics["rejection"] = sampler.diagnostics
         if "hmc" in method_list:
             h = dict(cfg["hmc"])
+            if h.get("n_chains") == "n":
+                h["n_chains"] = n_samples
             sampler = HMCSampler.paper(target, progress=progress) if h.pop("paper", False) else HMCSampler(target, progress=progress, **h)
             z, timings["sample_hmc"] = _timed(lambda: sampler.sample(n_samples))
             res.latents["hmc"] = z.detach().cpu().numpy()

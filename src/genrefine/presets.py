@@ -17,11 +17,14 @@ PRESETS: dict[str, dict] = {
         "base": {"transforms": 12, "hidden": [48, 48, 48], "epochs": 60, "batch_size": 2000, "lr": 1e-3,
                  "weight_decay": 1e-5, "gamma": 0.999},
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999},
-        "hmc": {"paper": False},
-        "laser": {"aux_dim": 4, "hidden": 100, "layers": 7, "epochs": 20, "batch_size": 2000, "lr": 1e-4,
-                  "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 1.0, "ema": 0.999},
-        "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 8, "epochs": 20, "batch_size": 2000, "lr": 1e-3,
-                       "gamma": 0.99},
+        # resample-move: one chain per sample from SIR starts, ε tuned on 1000 chains, 2 HMC
+        # iterations per sample (nearly independent samples; see HMCSampler.adapt_chains)
+        "hmc": {"paper": False, "n_chains": "n", "adapt_chains": 1000, "burn_in": 50, "thin": 2,
+                "sir_pool_size": 1_000_000},
+        "laser": {"aux_dim": 4, "hidden": 100, "layers": 7, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
+                  "betas": [0.5, 0.9], "gamma": 0.9, "n_critic": 4, "r1": 0.0, "ema": 0.99},
+        "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
+                       "gamma": 0.85},
         "rejection": {},
     },
     "paper": {
@@ -31,7 +34,7 @@ PRESETS: dict[str, dict] = {
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999},
         "hmc": {"paper": True},
         "laser": {"aux_dim": 4, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
-                  "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 1.0, "ema": 0.999},
+                  "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 0.0, "ema": 0.999},
         "laser-flow": {"transforms": 6, "hidden": [128, 128], "bins": 8, "epochs": 100, "batch_size": 2000,
                        "lr": 1e-3, "gamma": 0.99},
         "rejection": {},

@@ -324,6 +324,12 @@ class HMCSampler(LatentSampler):
         jitter: relative half-width of the random number of leapfrog steps (0 = fixed).
         per_chain_step_size: adapt one ε per chain instead of a shared one.
         sir_pool_size: prior points for ``init="sir"``; ``None`` is ``max(100_000, 50 n_chains)``.
+        adapt_chains: with SIR or given starts, run the burn-in (step-size tuning) on only this
+            many chains; the others start sampling from their own starts with the tuned ε.
+            With ``n_chains = n`` and ``draws = 1`` this is resample-move (Gilks & Berzuini
+            2001): every sample is an SIR draw moved by ``thin`` HMC iterations, so samples
+            are nearly independent, which histogram metrics need (a few long correlated
+            chains give an effective sample size far below n).
         max_energy_error: an energy error above this counts as a divergence (rejected).
         progress: show a tqdm bar over iterations.
 
@@ -349,6 +355,7 @@ class HMCSampler(LatentSampler):
         jitter: float = 0.5,
         per_chain_step_size: bool = False,
         sir_pool_size: int | None = None,
+        adapt_chains: int | None = None,
         max_energy_error: float = 1000.0,
         progress: bool = True,
     ) -> None:
@@ -380,6 +387,9 @@ class HMCSampler(LatentSampler):
                 raise ValueError(f"init has {init.shape[0]} rows but n_chains={n_chains}")
         elif init not in ("sir", "prior"):
             raise ValueError(f"init must be 'sir', 'prior' or a tensor of starting points, got {init!r}")
+        if adapt_chains is not None:
+            _check_int(adapt_chains, "adapt_chains", 1)
+        self.adapt_chains = adapt_chains
         self.step_size = step_size
         self.n_leapfrog = int(n_leapfrog)
         self.n_chains = n_chains if not isinstance(init, Tensor) else int(init.shape[0])
@@ -473,14 +483,18 @@ class HMCSampler(LatentSampler):
             raise ValueError(f"step_size has {self.step_size.numel()} entries but there are {n_chains} chains")
         draws = math.ceil(n / n_chains)
         z0, init_info = self._starting_points(n_chains)
-        state = self.init(z0)
+        # With near-stationary starts (SIR or given points) the burn-in only tunes ε, so it
+        # may run on a subset of `adapt_chains` chains; the rest start from their own starts.
+        subset = self.adapt_chains is not None and self.init_method != "prior" and self.adapt_chains < n_chains
+        warm = min(self.adapt_chains, n_chains) if subset else n_chains
+        state = self.init(z0[:warm])
 
         if self.adapt_step_size:
             state.step_size = self._initial_step_size(state)
             # One shared ε adapted on the mean over chains, a low-noise statistic: a gentler
             # gain (γ = 0.2) then lands within ~0.05 of target_accept after 50 iterations,
             # where Stan's γ = 0.05, made for one noisy chain, overshoots by 0.1-0.15.
-            if self.per_chain_step_size:
+            if self.per_chain_step_size and not subset:
                 adapter = DualAveraging(state.step_size, self.target_accept, gamma=0.05)
             else:
                 adapter = DualAveraging(state.step_size[:1], self.target_accept, gamma=0.2)
@@ -493,17 +507,22 @@ class HMCSampler(LatentSampler):
         divergent_kept = torch.zeros_like(divergent_burn)
         bar = tqdm(total=total, desc="HMC", disable=not self.progress, leave=False)
         for it in range(total):
+            if it == self.burn_in and warm < n_chains:
+                step_now = state.step_size[:1]
+                state = self.init(torch.cat([state.z, z0[warm:]]))
+                state.step_size = step_now.expand(n_chains).clone()
             state, info = self.step(state)
             if it < self.burn_in:
                 divergent_burn += info["divergent"].sum()
                 if self.adapt_step_size:
-                    accept = info["accept_prob"] if self.per_chain_step_size else info["accept_prob"].mean(0, keepdim=True)
+                    per_chain = self.per_chain_step_size and not subset
+                    accept = info["accept_prob"] if per_chain else info["accept_prob"].mean(0, keepdim=True)
                     if it == self.burn_in // 2:
                         adapter.start_window()
                     step = adapter.update(accept)
                     if it == self.burn_in - 1:  # freeze ε̄ for the kept draws
                         step = adapter.final
-                    state.step_size = step.expand(n_chains).clone()
+                    state.step_size = step.expand(warm).clone()
             else:
                 divergent_kept += info["divergent"].sum()
                 accept_sum += info["accept_prob"].double().mean()

@@ -65,19 +65,30 @@ class RefinerGAN(Generator):
         return out + y[:, : self.data_dim] if self.residual else out
 
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
-            gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.999, coupled: bool = True,
-            disc_hidden: int = 100, disc_layers: int = 7, progress: bool = True,
+            gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
+            disc_hidden: int = 100, disc_layers: int = 7, features=None, progress: bool = True,
             checkpoint: str | None = None) -> "RefinerGAN":
         """Train on latent points ``z`` (n, N) with weights ``w`` (n,); returns self, frozen.
 
         ``z`` must be draws of this refiner's target prior p(z) when ``coupled`` (the LaSeR
         setting: z_i ~ p, x_i = g(z_i), w_i = w(x_i)).
+
+        ``features``: an optional differentiable map ``z -> f(z)`` (n, k) whose output the
+        discriminator sees next to ``z``. Passing the base generator, ``f = g``, lets the
+        discriminator work where the weights were learned (data space): ``D(z, g(z))`` is
+        still a function of z, so the GAN's optimum is unchanged.
         """
         dev = self.device
         z = torch.as_tensor(check_array(z, name="latent points", dim=self.data_dim, min_rows=2), device=dev).float()
         w = torch.as_tensor(check_weights(w, name="latent weights", n=len(z)), device=dev).float()
         w = w / w.mean()
-        disc = mlp(self.data_dim, 1, disc_hidden, disc_layers).to(dev)
+        with torch.no_grad():
+            n_feat = 0 if features is None else features(z[:2]).shape[1]
+        feat_in = (lambda v: v) if features is None else (lambda v: torch.cat([v, features(v)], 1))
+        disc = mlp(self.data_dim + n_feat, 1, disc_hidden, disc_layers).to(dev)
+
+        def D(v: Tensor) -> Tensor:
+            return disc(feat_in(v)).squeeze(-1)
         self.__dict__["discriminator_"] = disc  # kept for inspection, not part of the saved model
         for p in self.parameters():
             p.requires_grad_(True)
@@ -95,10 +106,11 @@ class RefinerGAN(Generator):
 
         def step(zb: Tensor, wb: Tensor) -> dict:
             y = aux(zb)
-            fake = self(y).detach()
+            with torch.no_grad():
+                fake = self(y)
             zr = zb.requires_grad_(r1 > 0)
-            d_real = disc(zr).squeeze(-1)
-            d_fake = disc(fake).squeeze(-1)
+            d_real = D(zr)
+            d_fake = D(fake)
             wn = wb / wb.sum()
             loss_d = (wn * F.softplus(-d_real)).sum() + F.softplus(d_fake).mean()
             if r1 > 0:
@@ -110,7 +122,7 @@ class RefinerGAN(Generator):
             logs = {"loss_d": loss_d.item()}
             calls[0] += 1
             if calls[0] % n_critic == 0:
-                loss_g = F.softplus(-disc(self(y)).squeeze(-1)).mean()
+                loss_g = F.softplus(-D(self(y))).mean()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()

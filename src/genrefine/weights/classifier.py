@@ -16,6 +16,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from genrefine.generators.base import Generator
 from genrefine.samplers.base import LatentTarget
@@ -41,6 +42,8 @@ class DensityRatioClassifier(nn.Module):
         self.register_buffer("loc", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
         self.register_buffer("log_class_ratio", torch.zeros(()))  # log(n_gen / n_data)
+        # largest log w seen on the training samples: beyond them the classifier extrapolates
+        self.register_buffer("log_weight_max", torch.tensor(float("inf")))
 
     def logit(self, x: Tensor) -> Tensor:
         """``logit f(x)``, shape ``(n,)``."""
@@ -84,11 +87,26 @@ class DensityRatioClassifier(nn.Module):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+        with torch.no_grad():
+            self.log_weight_max.fill_(max(float(self.log_weight(c).max()) for c in x.split(100_000)))
         return self
 
 
-def latent_target(generator: Generator, classifier: DensityRatioClassifier) -> LatentTarget:
+def soft_cap(log_w: Tensor, cap: float) -> Tensor:
+    """A smooth upper cap of log-weights: ``cap - softplus(cap - log w)`` (≈ log w well below
+    ``cap``, never above it; differentiable, so HMC can use it)."""
+    return cap - F.softplus(cap - log_w)
+
+
+def latent_target(generator: Generator, classifier: DensityRatioClassifier, cap_factor: float | None = 2.0) -> LatentTarget:
     """The pulled-back target ``q(z) ∝ p(z) w(g(z))`` of a deterministic generator.
+
+    Far from its training samples an MLP classifier's logit grows without bound, and a flow's
+    ``g(z)`` can grow exponentially in ``|z|``, so ``p(z) w(g(z))`` need not even be
+    normalisable: HMC chains then escape to infinity and rejection sampling has no bound.
+    The weight is therefore capped smoothly (:func:`soft_cap`) at ``cap_factor`` times the
+    largest weight seen on the classifier's training samples; the cap is the target's
+    ``bound`` and is reported. ``cap_factor=None`` disables it.
 
     A stochastic generator (hidden randomness besides z) maps one z to many x, so w(g(z)) is
     not a function of z; its latent weights need OmniFold instead.
@@ -97,7 +115,17 @@ def latent_target(generator: Generator, classifier: DensityRatioClassifier) -> L
         raise ValueError("classifier weights pulled back through a stochastic generator are not a function of z; "
                          "use OmniFold latent weights for this generator")
 
-    def log_weight(z: Tensor) -> Tensor:
-        return classifier.log_weight(generator(z))
+    lw_max = float(classifier.log_weight_max)
+    if cap_factor is None or not math.isfinite(lw_max):
+        def log_weight(z: Tensor) -> Tensor:
+            return classifier.log_weight(generator(z))
 
-    return LatentTarget(prior=generator.prior, log_weight=log_weight, differentiable=generator.differentiable)
+        bound = None
+    else:
+        cap = lw_max + math.log(cap_factor)
+
+        def log_weight(z: Tensor) -> Tensor:
+            return soft_cap(classifier.log_weight(generator(z)), cap)
+
+        bound = math.exp(cap)
+    return LatentTarget(prior=generator.prior, log_weight=log_weight, differentiable=generator.differentiable, bound=bound)

@@ -1,0 +1,77 @@
+"""Command line: bad input gives one 'error:' line, exit code 2, and nothing in --out;
+a tiny end-to-end run writes the documented layout and a loadable model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from genrefine.cli import main
+from genrefine.pipeline import run_refinement
+
+from .test_data import _bad_files
+
+
+def test_bad_data_files_exit_2_and_write_nothing(tmp_path, capsys):
+    bad = _bad_files(tmp_path)
+    for fname in bad:
+        out = tmp_path / f"out_{fname}"
+        code = main(["refine", "--data", str(tmp_path / fname), "--out", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2, fname
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and fname in lines[0], err
+        assert not out.exists(), f"{fname}: output directory was created"
+
+
+def test_bad_arguments(tmp_path, capsys):
+    for argv in (["refine", "--data", "gaussians4", "--methods", "base,nope", "--out", str(tmp_path / "o")],
+                 ["refine", "--data", "gaussians4", "--n-samples", "0", "--out", str(tmp_path / "o")],
+                 ["sample", "--model", str(tmp_path / "missing"), "--n", "10", "--out", str(tmp_path / "x.npy")]):
+        with pytest.raises(SystemExit) as ei:
+            sys.exit(main(argv))
+        assert ei.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "x.npy").exists()
+
+
+def test_subprocess_no_traceback(tmp_path):
+    np.save(tmp_path / "nan.npy", np.array([[1.0, np.nan], [2.0, 3.0]]))
+    r = subprocess.run([sys.executable, "-m", "genrefine.cli", "refine", "--data", str(tmp_path / "nan.npy"),
+                        "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.startswith("error: ")
+
+
+TINY = {
+    "n_train": 3000,
+    "base": {"transforms": 2, "hidden": [16], "epochs": 2, "batch_size": 500},
+    "classifier": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500},
+    "hmc": {"paper": False, "n_chains": 200, "burn_in": 5, "n_leapfrog": 3},
+    "laser": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500},
+    "laser-flow": {"transforms": 1, "hidden": [16], "epochs": 2, "batch_size": 500},
+}
+
+
+def test_end_to_end_layout_and_sampling(tmp_path, capsys):
+    out = tmp_path / "run"
+    res = run_refinement("gaussians4", n_samples=2000, out=str(out), progress=False, overrides=TINY, iterations=2)
+    for m in ("base", "dctr", "rejection", "hmc", "laser", "laser-flow"):
+        assert (out / "samples" / f"{m}.npy").exists() and (out / "latents" / f"{m}.npy").exists()
+        assert np.load(out / "samples" / f"{m}.npy").shape == (2000, 2)
+    assert np.load(out / "samples" / "dctr_weights.npy").shape == (2000,)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["scores"]) == {"base", "dctr", "rejection", "hmc", "laser", "laser-flow"}
+    s = metrics["scores"]["base"]["jsd_paper"]
+    assert s["value"] > 0 and s["floor"] > 0
+    assert (out / "figures" / "refinement.png").exists()
+    assert len(metrics["diagnostics"]["laser"]["iterations"]) == 2
+    assert res.models["laser"].depth == 2
+    code = main(["sample", "--model", str(out / "models" / "laser"), "--n", "500", "--out", str(tmp_path / "s.npy")])
+    assert code == 0
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (500, 2) and np.isfinite(x).all()
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.npy")]
