@@ -21,7 +21,9 @@ PRESETS: dict[str, dict] = {
         # iterations per sample (nearly independent samples; see HMCSampler.adapt_chains)
         "hmc": {"paper": False, "n_chains": "n", "adapt_chains": 1000, "burn_in": 50, "thin": 2,
                 "sir_pool_size": 1_000_000},
-        "laser": {"aux_dim": 4, "hidden": 100, "layers": 7, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
+        # generator 3 x 64 instead of the paper's 7 x 100: same JSD on gaussians4 (0.0039 vs 0.0037
+        # at 40x40 bins) and a refined sample then costs ~1.2x a base sample instead of ~2x
+        "laser": {"aux_dim": 4, "hidden": 64, "layers": 3, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
                   "betas": [0.5, 0.9], "gamma": 0.9, "n_critic": 4, "r1": 0.0, "ema": 0.99},
         "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
                        "gamma": 0.85},
