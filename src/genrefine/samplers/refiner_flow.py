@@ -48,7 +48,7 @@ class RefinerFlow(Generator):
         return self.flow().log_prob(z)
 
     def fit(self, z, w, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, weight_decay: float = 0.0,
-            gamma: float = 0.99, progress: bool = True, checkpoint: str | None = None) -> "RefinerFlow":
+            gamma: float = 0.9, progress: bool = True, checkpoint: str | None = None) -> "RefinerFlow":
         """Weighted maximum likelihood on latent points ``z`` (n, N) with weights ``w`` (n,)."""
         dev = self.device
         z = torch.as_tensor(check_array(z, name="latent points", dim=self.data_dim, min_rows=2), device=dev).float()
