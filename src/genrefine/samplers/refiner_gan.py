@@ -66,29 +66,22 @@ class RefinerGAN(Generator):
 
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
             gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
-            disc_hidden: int = 100, disc_layers: int = 7, features=None, progress: bool = True,
+            disc_hidden: int = 100, disc_layers: int = 7, lr_d: float | None = None, progress: bool = True,
             checkpoint: str | None = None) -> "RefinerGAN":
         """Train on latent points ``z`` (n, N) with weights ``w`` (n,); returns self, frozen.
 
         ``z`` must be draws of this refiner's target prior p(z) when ``coupled`` (the LaSeR
         setting: z_i ~ p, x_i = g(z_i), w_i = w(x_i)).
-
-        ``features``: an optional differentiable map ``z -> f(z)`` (n, k) whose output the
-        discriminator sees next to ``z``. Passing the base generator, ``f = g``, lets the
-        discriminator work where the weights were learned (data space): ``D(z, g(z))`` is
-        still a function of z, so the GAN's optimum is unchanged.
+        ``lr_d`` is the discriminator's learning rate (default: ``lr``).
         """
         dev = self.device
         z = torch.as_tensor(check_array(z, name="latent points", dim=self.data_dim, min_rows=2), device=dev).float()
         w = torch.as_tensor(check_weights(w, name="latent weights", n=len(z)), device=dev).float()
         w = w / w.mean()
-        with torch.no_grad():
-            n_feat = 0 if features is None else features(z[:2]).shape[1]
-        feat_in = (lambda v: v) if features is None else (lambda v: torch.cat([v, features(v)], 1))
-        disc = mlp(self.data_dim + n_feat, 1, disc_hidden, disc_layers).to(dev)
+        disc = mlp(self.data_dim, 1, disc_hidden, disc_layers).to(dev)
 
         def D(v: Tensor) -> Tensor:
-            return disc(feat_in(v)).squeeze(-1)
+            return disc(v).squeeze(-1)
         self.__dict__["discriminator_"] = disc  # kept for inspection, not part of the saved model
         for p in self.parameters():
             p.requires_grad_(True)
@@ -96,7 +89,7 @@ class RefinerGAN(Generator):
         for p in avg.parameters():
             p.requires_grad_(False)
         opt_g = torch.optim.Adam(self.net.parameters(), lr=lr, betas=tuple(betas))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=lr, betas=tuple(betas))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=lr if lr_d is None else lr_d, betas=tuple(betas))
         calls = [0]
         coupled = coupled and self.residual
 
