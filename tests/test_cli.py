@@ -74,4 +74,4 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     assert code == 0
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (500, 2) and np.isfinite(x).all()
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp.npy")]
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]

@@ -34,6 +34,23 @@ def atomic_write_text(path: str, text: str) -> None:
         raise
 
 
+def atomic_save_npy(path: str, arr) -> None:
+    """``numpy.save`` to a temporary name in the same directory, then rename."""
+    import numpy as np
+
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npy")
+    os.close(fd)
+    try:
+        np.save(tmp, arr)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
     """safetensors ``save_file`` to a temporary name, then rename (tensors copied to CPU, contiguous)."""
     d = os.path.dirname(os.path.abspath(path))

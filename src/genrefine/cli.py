@@ -12,9 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-
-import numpy as np
 
 from genrefine.pipeline import METHODS
 
@@ -100,7 +97,7 @@ def _refine(args) -> int:
 def _sample(args) -> int:
     import torch
 
-    from genrefine.checkpoint import load_generator
+    from genrefine.checkpoint import atomic_save_npy, load_generator
     from genrefine.validation import resolve_device
 
     if not args.out.endswith(".npy"):
@@ -108,16 +105,7 @@ def _sample(args) -> int:
     gen = load_generator(args.model, device=resolve_device(args.device))
     torch.manual_seed(args.seed)
     x = gen.sample(args.n).cpu().numpy()
-    d = os.path.dirname(os.path.abspath(args.out))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, suffix=".npy")
-    os.close(fd)
-    try:
-        np.save(tmp, x)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_save_npy(args.out, x)
     print(f"wrote {args.n} samples of shape {x.shape} from {args.model} to {args.out}")
     return 0
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from genrefine import metrics as M
-from genrefine.checkpoint import atomic_write_text, save_generator
+from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator
 from genrefine.data import DATASETS, load_data
 from genrefine.generators import Generator, RealNVPGenerator
 from genrefine.presets import get_preset
@@ -277,12 +277,6 @@ def run_refinement(
     return res
 
 
-def _save_npy(path: str, arr: np.ndarray) -> None:
-    tmp = path + ".tmp.npy"
-    np.save(tmp, arr)
-    os.replace(tmp, path)
-
-
 def write_outputs(res: RefinementResult, out: str) -> None:
     """Write samples, latents, models, figures, then ``metrics.json`` (last, so its presence
     means the run is complete)."""
@@ -291,10 +285,10 @@ def write_outputs(res: RefinementResult, out: str) -> None:
     for sub in ("samples", "latents", "models", "figures"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
     for mth, x in res.samples.items():
-        _save_npy(os.path.join(out, "samples", f"{mth}.npy"), x.astype(np.float32))
-        _save_npy(os.path.join(out, "latents", f"{mth}.npy"), res.latents[mth].astype(np.float32))
+        atomic_save_npy(os.path.join(out, "samples", f"{mth}.npy"), x.astype(np.float32))
+        atomic_save_npy(os.path.join(out, "latents", f"{mth}.npy"), res.latents[mth].astype(np.float32))
     if res.dctr_weights is not None:
-        _save_npy(os.path.join(out, "samples", "dctr_weights.npy"), res.dctr_weights.astype(np.float32))
+        atomic_save_npy(os.path.join(out, "samples", "dctr_weights.npy"), res.dctr_weights.astype(np.float32))
     for name, model in res.models.items():
         if isinstance(model, Generator):
             save_generator(model, os.path.join(out, "models", name))
