@@ -75,3 +75,15 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     x = np.load(tmp_path / "s.npy")
     assert x.shape == (500, 2) and np.isfinite(x).all()
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize("bad, words", [
+    (np.array([[1.0, np.nan]] * 20), "NaN"),
+    (np.ones(20), "2-D"),
+    (np.zeros((0, 2)), "at least"),
+    (np.array([["a", "b"]] * 20), "numbers"),
+])
+def test_python_api_raises_valueerror(tmp_path, bad, words):
+    with pytest.raises(ValueError, match=words):
+        run_refinement(bad, out=str(tmp_path / "o"), progress=False, overrides=TINY)
+    assert not (tmp_path / "o").exists()
