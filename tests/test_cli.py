@@ -59,6 +59,8 @@ TINY = {
 def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     out = tmp_path / "run"
     res = run_refinement("gaussians4", n_samples=2000, out=str(out), progress=False, overrides=TINY, iterations=2)
+    np.testing.assert_allclose(res.models["base"].data_loc.numpy(), 0.0, atol=0.3)  # standardised: data mean ~0
+    assert (res.models["base"].data_scale > 3).all()  # gaussians4 has std ~4.1 per axis
     for m in ("base", "dctr", "rejection", "hmc", "laser", "laser-flow"):
         assert (out / "samples" / f"{m}.npy").exists() and (out / "latents" / f"{m}.npy").exists()
         assert np.load(out / "samples" / f"{m}.npy").shape == (2000, 2)
@@ -69,6 +71,7 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     assert s["value"] > 0 and s["floor"] > 0
     assert (out / "figures" / "refinement.png").exists()
     assert len(metrics["diagnostics"]["laser"]["iterations"]) == 2
+    assert np.load(out / "latents" / "laser.npy").shape == (2000, 2)  # base latent space, also when nested
     assert res.models["laser"].depth == 2
     code = main(["sample", "--model", str(out / "models" / "laser"), "--n", "500", "--out", str(tmp_path / "s.npy")])
     assert code == 0

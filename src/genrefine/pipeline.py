@@ -143,7 +143,10 @@ def run_refinement(
     data_name = data if isinstance(data, str) and data in DATASETS else None
     cfg = get_preset(preset, data_name)
     for section, values in (overrides or {}).items():
-        cfg[section].update(values) if isinstance(values, dict) else cfg.__setitem__(section, values)
+        if isinstance(values, dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
     n_samples = int(n_samples)
 
     # --- data (validated before anything is written)
@@ -251,7 +254,7 @@ def run_refinement(
             res.models[method] = gen
             (y, x), timings[f"sample_{method}"] = _timed(lambda: gen.sample_with_latents(n_samples))
             res.samples[method] = x.cpu().numpy()
-            res.latents[method] = gen.refiner.generate(y).cpu().numpy() if gen.depth == 1 else y.cpu().numpy()
+            res.latents[method] = gen.base_latent(y).cpu().numpy()
 
     # --- metrics
     scores = {}

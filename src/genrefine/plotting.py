@@ -11,8 +11,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from genrefine.checkpoint import atomic_write_text  # noqa: F401  (same atomic convention)
-
 TITLES = {"truth": "Truth", "base": "Base", "dctr": "DCTR (weighted)", "rejection": "Rejection",
           "hmc": "HMC", "laser": "LaSeR (GAN)", "laser-flow": "LaSeR (flow)"}
 

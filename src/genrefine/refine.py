@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from genrefine.generators.base import Generator, register_family
@@ -55,6 +56,12 @@ class RefinedGenerator(Generator):
 
     def forward(self, y: Tensor) -> Tensor:
         return self.base(self.refiner(y))
+
+    @torch.no_grad()
+    def base_latent(self, y: Tensor) -> Tensor:
+        """The point in the original base generator's latent space that ``y`` maps to."""
+        z = self.refiner.generate(y)
+        return self.base.base_latent(z) if isinstance(self.base, RefinedGenerator) else z
 
     def inverse(self, x: Tensor) -> Tensor:
         if not self.invertible:

@@ -57,9 +57,9 @@ class RealNVPGenerator(Generator):
             gamma: float = 0.999, progress: bool = True, checkpoint: str | None = None) -> "RealNVPGenerator":
         """Maximum likelihood on ``data`` (n, d): Adam(lr, weight_decay), lr x gamma per epoch."""
         x = torch.as_tensor(check_array(data, name="training data", dim=self.data_dim, min_rows=2), device=self.device)
-        if checkpoint is None or not checkpoint:
-            self.data_loc.copy_(x.mean(0))
-            self.data_scale.copy_(x.std(0).clamp_min(1e-6))
+        # standardise always (a resumed checkpoint restores the same values from the same data)
+        self.data_loc.copy_(x.mean(0))
+        self.data_scale.copy_(x.std(0).clamp_min(1e-6))
         for p in self.parameters():
             p.requires_grad_(True)
         opt = torch.optim.Adam(self.flow.parameters(), lr=lr, weight_decay=weight_decay)
