@@ -1,6 +1,7 @@
 """The ``genrefine`` command line.
 
     genrefine refine --data gaussians4 --methods base,dctr,rejection,hmc,laser,laser-flow --out runs/g4
+    genrefine refine --data swissroll --base wgan-gp --methods base,latentrs,latentga,latentrsga,drs,mhgan,sir,dot --out runs/sr
     genrefine sample --model runs/g4/models/laser --n 100000 --out laser.npy
     genrefine demo
 
@@ -13,7 +14,7 @@ import argparse
 import os
 import sys
 
-from genrefine.pipeline import METHODS
+from genrefine.pipeline import BASE_FAMILIES, LASER_METHODS, METHODS
 
 
 def _positive_int(s: str) -> int:
@@ -37,9 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("refine", help="fit a base generator, refine it with every method, score and save")
-    r.add_argument("--data", required=True, help="built-in set (gaussians4, double_donut, rings3, moons) or a .npy/.npz/.csv file")
+    r.add_argument("--data", required=True,
+                   help="built-in set (gaussians4, double_donut, rings3, moons, swissroll, gaussians25) or a .npy/.npz/.csv file")
     r.add_argument("--key", default=None, help="array name inside a .npz file (default: the first)")
-    r.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    r.add_argument("--methods", default=None,
+                   help=f"comma-separated subset of {','.join(METHODS)} (default: every LaSeR method for a realnvp "
+                        "base, every latent reweighting method for a wgan-gp base)")
+    r.add_argument("--base", default="realnvp", choices=list(BASE_FAMILIES), help="base generator family to train")
+    r.add_argument("--scoring", default="auto", choices=["auto", "laser", "lrw", "all"],
+                   help="laser: histogram JSD/EMD; lrw: exact EMD and precision/recall with 97%% intervals and "
+                        "inference cost; auto: lrw when a latent reweighting method or a wgan-gp base is used")
     r.add_argument("--preset", default="quick", choices=["quick", "paper"])
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--n-samples", type=_positive_int, default=200_000, help="unweighted samples per method")
@@ -64,16 +72,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_table(metrics: dict) -> str:
-    """The score table: each score with the truth-against-truth floor, and timings."""
-    rows = [("method", "JSD", "EMD", "JSD(paper)", "EMD(paper)", "exact EMD", "energy")]
+def format_lrw_table(metrics: dict) -> str:
+    """The latent reweighting table: EMD, precision and recall (mean ± 97 % interval over the
+    evaluations), and milliseconds per delivered sample."""
+    cost = metrics.get("inference_cost") or {}
+    rows = [("method", "EMD", "precision", "recall", "ms/sample", "x raw")]
+
+    def fmt(d, digits=4):
+        return "-" if d is None else f"{d['mean']:.{digits}f} ± {d['interval']:.{digits}f}"
+
+    first = None
     for m, s in metrics["scores"].items():
-        rows.append((m, *(f"{s[k]['value']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
-    first = next(iter(metrics["scores"].values()))
-    rows.append(("truth floor", *(f"{first[k]['floor']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
+        lrw = s["lrw"]
+        first = first or lrw
+        c = cost.get(m) if m != "base" else {"ms_per_sample": cost.get("raw_ms"), "cost_over_raw": 1.0}
+        ms = "-" if not c or c.get("ms_per_sample") is None else f"{c['ms_per_sample']:.4f}"
+        ratio = "-" if not c or c.get("cost_over_raw") is None else f"{c['cost_over_raw']:.2f}"
+        rows.append((m, fmt(lrw["emd"]), fmt(lrw["precision"], 3), fmt(lrw["recall"], 3), ms, ratio))
+    rows.append(("real vs real", fmt(first["emd"]["floor"]), fmt(first["precision"]["floor"], 3),
+                 fmt(first["recall"]["floor"], 3), "", ""))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append(f"(n = {first['n']} points per evaluation, {first['repeats']} evaluations, k = {first['k']})")
+    return "\n".join(lines)
+
+
+def format_table(metrics: dict) -> str:
+    """The score table: each score with the truth-against-truth floor, and timings."""
+    first = next(iter(metrics["scores"].values()))
+    if "jsd_prob" not in first:
+        lines = [format_lrw_table(metrics)]
+    else:
+        lines = [_format_laser_table(metrics)]
+        if "lrw" in first:
+            lines += ["", format_lrw_table(metrics)]
     t = metrics["timings_seconds"]
     lines.append("")
     lines.append("seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in t.items()))
@@ -83,12 +116,28 @@ def format_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _format_laser_table(metrics: dict) -> str:
+    rows = [("method", "JSD", "EMD", "JSD(paper)", "EMD(paper)", "exact EMD", "energy")]
+    for m, s in metrics["scores"].items():
+        rows.append((m, *(f"{s[k]['value']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
+    first = next(iter(metrics["scores"].values()))
+    rows.append(("truth floor", *(f"{first[k]['floor']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def _refine(args) -> int:
     from genrefine.pipeline import run_refinement
 
-    res = run_refinement(args.data, methods=args.methods, preset=args.preset, seed=args.seed,
+    methods = args.methods
+    if methods is None:
+        methods = ",".join(LASER_METHODS) if args.base == "realnvp" else "base,latentrs,latentga,latentrsga,drs,mhgan,sir,dot"
+    res = run_refinement(args.data, methods=methods, preset=args.preset, seed=args.seed,
                          n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
-                         key=args.key, progress=not args.quiet, resume=args.resume)
+                         key=args.key, progress=not args.quiet, resume=args.resume, base_family=args.base,
+                         scoring=args.scoring)
     print(format_table(res.metrics))
     print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0
@@ -111,7 +160,8 @@ def _sample(args) -> int:
 
 
 def _demo(args) -> int:
-    args.data, args.methods, args.preset, args.iterations = "gaussians4", ",".join(METHODS), "quick", 1
+    args.data, args.methods, args.preset, args.iterations = "gaussians4", ",".join(LASER_METHODS), "quick", 1
+    args.base, args.scoring = "realnvp", "auto"
     args.key, args.resume, args.quiet = None, False, False
     return _refine(args)
 

@@ -1,6 +1,17 @@
-"""The LaSeR protocol end to end (LaSeR Sec. 3): fit or take a base generator, learn
-classifier weights, pull them back to the latent space, sample the reweighted latent with
-every requested method, score everything against held-out truth, and write the results.
+"""Refinement end to end: fit or take a base generator, learn where it over- and
+under-produces, sample the reweighted latent with every requested method, score everything
+against held-out truth, and write the results.
+
+Two families of methods share the run:
+
+- LaSeR (Sec. 3 of the LaSeR paper): DCTR classifier weights pulled back to the latent space,
+  sampled by rejection, HMC or a refiner network (``dctr``, ``rejection``, ``hmc``, ``laser``,
+  ``laser-flow``);
+- latent reweighting (Issenhuth et al.) and its baselines: a latent importance network
+  against a Wasserstein critic (``latentrs``, ``latentga``, ``latentrsga``), the
+  discriminator's density ratios (``drs``, ``mhgan``, ``sir``; ``*-dctr`` with the DCTR
+  classifier's instead) and discriminator optimal transport (``dot``); see
+  :mod:`genrefine.reweighting`.
 
 ``run_refinement`` is what ``genrefine refine`` calls; it is usable from Python too.
 """
@@ -19,9 +30,10 @@ import torch
 from genrefine import metrics as M
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator
 from genrefine.data import DATASETS, load_data
-from genrefine.generators import Generator, RealNVPGenerator
+from genrefine.generators import Generator, RealNVPGenerator, WGANGenerator
 from genrefine.presets import get_preset
 from genrefine.refine import RefinedGenerator
+from genrefine.reweighting import LRW_METHODS, inference_cost, run_lrw_methods, score_lrw
 from genrefine.samplers.base import weight_diagnostics
 from genrefine.samplers.hmc import HMCSampler
 from genrefine.samplers.refiner_flow import RefinerFlow
@@ -30,7 +42,9 @@ from genrefine.samplers.rejection import LatentRejectionSampler
 from genrefine.validation import check_array, resolve_device
 from genrefine.weights import DensityRatioClassifier, latent_target
 
-METHODS = ("base", "dctr", "rejection", "hmc", "laser", "laser-flow")
+LASER_METHODS = ("base", "dctr", "rejection", "hmc", "laser", "laser-flow")
+METHODS = LASER_METHODS + LRW_METHODS
+BASE_FAMILIES = ("realnvp", "wgan-gp")
 REFINERS = {"laser": RefinerGAN, "laser-flow": RefinerFlow}
 
 
@@ -123,6 +137,8 @@ def run_refinement(
     progress: bool = True,
     resume: bool = False,
     overrides: dict | None = None,
+    base_family: str = "realnvp",
+    scoring: str = "auto",
 ) -> RefinementResult:
     """Run the LaSeR protocol; see the module docstring. Returns a :class:`RefinementResult`
     and, when ``out`` is given, writes ``samples/``, ``latents/``, ``models/``, ``figures/``
@@ -131,8 +147,23 @@ def run_refinement(
     ``data`` is a built-in set name (training data and two independent truth samples of
     ``n_samples`` points are generated), a file path, or an array (a ``holdout`` fraction is
     kept aside and split in two halves: the truth and the independent truth for the floor).
+
+    ``base_family`` picks the base trained when ``base`` is None (``realnvp`` or ``wgan-gp``).
+    ``scoring``: ``laser`` (histogram JSD / EMD in both conventions, exact EMD and energy
+    distance on one large sample), ``lrw`` (the latent reweighting paper's exact EMD and k-NN
+    precision / recall, ``repeats`` evaluations of ``n`` fresh points, with 97 % intervals, and
+    the inference cost per delivered sample), ``all``, or ``auto``: ``lrw`` when a latent
+    reweighting method is requested or the base is a WGAN-GP, else ``laser``.
     """
     method_list = parse_methods(methods)
+    if base_family not in BASE_FAMILIES:
+        raise ValueError(f"base: unknown family '{base_family}' (choose from {', '.join(BASE_FAMILIES)})")
+    if base is not None:
+        base_family = base.family
+    if scoring not in ("auto", "laser", "lrw", "all"):
+        raise ValueError(f"scoring must be auto, laser, lrw or all, got {scoring!r}")
+    if scoring == "auto":
+        scoring = "lrw" if (base_family == "wgan-gp" or any(m in LRW_METHODS for m in method_list)) else "laser"
     if int(n_samples) < 1:
         raise ValueError(f"n-samples must be >= 1, got {n_samples}")
     if int(iterations) < 1:
@@ -141,7 +172,7 @@ def run_refinement(
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
     dev = resolve_device(device)
     data_name = data if isinstance(data, str) and data in DATASETS else None
-    cfg = get_preset(preset, data_name)
+    cfg = get_preset(preset, data_name, base_family)
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             cfg[section].update(values)
@@ -184,7 +215,16 @@ def run_refinement(
     x_train_t = torch.as_tensor(x_train, device=dev)
 
     # --- base generator
-    if base is None:
+    critic = None
+    if base is None and base_family == "wgan-gp":
+        b = cfg["wgan"]
+        base = WGANGenerator(b["latent_dim"], dim, b["hidden"], b["layers"]).to(dev)
+        _, timings["train_base"] = _timed(lambda: base.fit(
+            x_train_t, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], betas=b["betas"],
+            n_critic=b["n_critic"], gp_weight=b["gp_weight"], progress=progress, checkpoint=ckpt("base")))
+        critic = base.critic_
+        diagnostics["base"] = {"final_wasserstein": base.history_[-1]["wasserstein"] if base.history_ else None}
+    elif base is None:
         b = cfg["base"]
         base = RealNVPGenerator(dim, b["transforms"], b["hidden"]).to(dev)
         _, timings["train_base"] = _timed(lambda: base.fit(
@@ -193,11 +233,13 @@ def run_refinement(
         diagnostics["base"] = {"final_nll": base.history_[-1]["nll"] if base.history_ else None}
     base = base.to(dev).freeze()
     res.models["base"] = base
+    if critic is None:
+        critic = getattr(base, "critic_", None)
 
     (z_base, x_base), timings["sample_base"] = _timed(lambda: base.sample_with_latents(n_samples))
     res.samples["base"], res.latents["base"] = x_base.cpu().numpy(), z_base.cpu().numpy()
 
-    needs_weights = any(m != "base" for m in method_list)
+    needs_weights = any(m in LASER_METHODS[1:] or m.endswith("-dctr") for m in method_list)
     c = cfg["classifier"]
 
     def fit_classifier(gen: Generator, tag: str) -> tuple[DensityRatioClassifier, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,7 +255,8 @@ def run_refinement(
         clf, z_tr, x_tr, w_tr = fit_classifier(base, "")
         res.models["classifier"] = clf
         diagnostics["weights_train"] = weight_diagnostics(w_tr)
-        target = latent_target(base, clf)
+        if "dctr" in method_list or "hmc" in method_list or "rejection" in method_list:
+            target = latent_target(base, clf)
         if "dctr" in method_list:
             w = clf.weight(x_base)
             diagnostics["dctr"] = weight_diagnostics(w)
@@ -256,24 +299,46 @@ def run_refinement(
             res.samples[method] = x.cpu().numpy()
             res.latents[method] = gen.base_latent(y).cpu().numpy()
 
+    lrw_list = [m for m in method_list if m in LRW_METHODS]
+    lrw_makers = {}
+    if lrw_list:
+        L = run_lrw_methods(base, x_train_t, lrw_list, cfg, n_samples, critic=critic,
+                            classifier=res.models.get("classifier"), progress=progress, ckpt=ckpt)
+        timings.update(L["timings"])
+        diagnostics.update(L["diagnostics"])
+        for name, model in L["models"].items():
+            res.models[name] = model
+        for m, z in L["latents"].items():
+            res.latents[m] = z.cpu().numpy()
+            res.samples[m] = base.generate(z).cpu().numpy()
+        lrw_makers = L["samplers"]
+
     # --- metrics
     scores = {}
     t0 = time.perf_counter()
+    ev = cfg["evaluation"]
     for mth in method_list:
-        scores[mth] = score_sample(truth, truth_ind, res.samples[mth],
-                                   weights=res.dctr_weights if mth == "dctr" else None,
-                                   hist_range=hist_range, seed=seed)
+        w = res.dctr_weights if mth == "dctr" else None
+        sc = {}
+        if scoring in ("laser", "all"):
+            sc.update(score_sample(truth, truth_ind, res.samples[mth], weights=w, hist_range=hist_range, seed=seed))
+        if scoring in ("lrw", "all"):
+            sc["lrw"] = score_lrw(truth, truth_ind, res.samples[mth], weights=w, n=min(ev["n"], n_samples // ev["repeats"]),
+                                  repeats=ev["repeats"], k=ev["k"])
+        scores[mth] = sc
     timings["metrics"] = time.perf_counter() - t0
     rates = {"base": _rate(base)}
     for mth in ("laser", "laser-flow"):
         if mth in res.models:
             rates[mth] = _rate(res.models[mth])
             rates[f"{mth}_over_base"] = rates[mth] / rates["base"]
+    cost = inference_cost(base, lrw_makers, n=ev["cost_n"]) if lrw_makers else None
     res.metrics = {
         "data": label, "dim": int(dim), "methods": method_list, "preset": preset, "seed": seed,
         "n_samples": n_samples, "n_train": int(len(x_train)), "n_truth": int(len(truth)), "device": str(dev),
-        "iterations": int(iterations), "hist_range": hist_range, "config": cfg,
-        "scores": scores, "timings_seconds": timings, "samples_per_second": rates, "diagnostics": diagnostics,
+        "iterations": int(iterations), "hist_range": hist_range, "config": cfg, "base_family": base_family,
+        "scoring": scoring, "scores": scores, "timings_seconds": timings, "samples_per_second": rates,
+        "inference_cost": cost, "diagnostics": diagnostics,
     }
     if out:
         write_outputs(res, out)
@@ -283,7 +348,11 @@ def run_refinement(
 def write_outputs(res: RefinementResult, out: str) -> None:
     """Write samples, latents, models, figures, then ``metrics.json`` (last, so its presence
     means the run is complete)."""
+    from genrefine.checkpoint import save_module
+    from genrefine.generators.wgan import Critic
     from genrefine.plotting import refinement_figure
+    from genrefine.weights.discriminator import DiscriminatorRatio
+    from genrefine.weights.latent_importance import LatentImportanceNetwork
 
     for sub in ("samples", "latents", "models", "figures"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
@@ -296,10 +365,14 @@ def write_outputs(res: RefinementResult, out: str) -> None:
         if isinstance(model, Generator):
             save_generator(model, os.path.join(out, "models", name))
         elif isinstance(model, DensityRatioClassifier):
-            from genrefine.checkpoint import save_module
-
             save_module(model, {"dim": model.dim, "hidden": model.hidden, "layers": model.layers},
                         os.path.join(out, "models", name), kind="dctr_classifier")
+        elif isinstance(model, LatentImportanceNetwork):
+            save_module(model, model.config(), os.path.join(out, "models", name), kind="latent_importance")
+        elif isinstance(model, DiscriminatorRatio):
+            save_module(model.critic, model.critic.config(), os.path.join(out, "models", name), kind="critic")
+        elif isinstance(model, Critic):
+            save_module(model, model.config(), os.path.join(out, "models", name), kind="critic")
     refinement_figure(res, os.path.join(out, "figures"))
     atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(_jsonable(res.metrics), indent=2))
 

@@ -6,6 +6,13 @@ The LaSeR sets follow the parameters of the paper's public data scripts:
 - ``double_donut``: two rings centred at (±4, 0); radius ~ N(4, 1), angle ~ U(0, 2π).
 - ``rings3``: three rings centred at (-12, 0), (0, 0), (12, 0); radius ~ N(4, 1).
 - ``moons``: scikit-learn's two moons (noise 0.05 by default).
+
+The WGAN-GP toy sets (Gulrajani et al.'s public ``gan_toy.py``), which DOT and the latent
+reweighting paper use:
+
+- ``swissroll``: scikit-learn's swiss roll with noise 0.25, coordinates 0 and 2, divided by 7.5.
+- ``gaussians25``: 25 Gaussians of std 0.05 at (2i, 2j), i, j in -2..2, equal weights, all
+  divided by 2.828.
 """
 
 from __future__ import annotations
@@ -50,11 +57,29 @@ def moons(n: int, seed: int | None = 0, noise: float = 0.05) -> np.ndarray:
     return x
 
 
+def swissroll(n: int, seed: int | None = 0, noise: float = 0.25) -> np.ndarray:
+    """The WGAN-GP toy swiss roll: scikit-learn's 3-D roll, coordinates (0, 2), / 7.5; ``(n, 2)``."""
+    from sklearn.datasets import make_swiss_roll
+
+    x, _ = make_swiss_roll(n_samples=n, noise=noise, random_state=seed)
+    return x[:, [0, 2]] / 7.5
+
+
+def gaussians25(n: int, seed: int | None = 0) -> np.ndarray:
+    """25 Gaussians (std 0.05) on the grid (2i, 2j), i, j in -2..2, divided by 2.828; ``(n, 2)``."""
+    rng = np.random.default_rng(seed)
+    grid = np.arange(-2, 3) * 2.0
+    centres = np.stack(np.meshgrid(grid, grid, indexing="ij"), axis=-1).reshape(-1, 2)
+    return (centres[rng.integers(25, size=n)] + 0.05 * rng.normal(size=(n, 2))) / 2.828
+
+
 DATASETS: dict[str, Callable[..., np.ndarray]] = {
     "gaussians4": gaussians4,
     "double_donut": double_donut,
     "rings3": rings3,
     "moons": moons,
+    "swissroll": swissroll,
+    "gaussians25": gaussians25,
 }
 
 

@@ -1,0 +1,273 @@
+"""Latent importance weights ``w_φ(z)`` learned against a Wasserstein critic (Issenhuth et al.,
+*Latent reweighting, an almost free improvement for GANs*, Sec. 3, Eq. (6), Alg. 1).
+
+The generator ``G`` stays frozen. A network ``w_φ(z) >= 0`` reweights the latent prior,
+``dγ_φ = w_φ dγ``, so that ``G#γ_φ`` is closer to the data in Wasserstein distance. ``w_φ`` and a
+critic ``D`` play
+
+    critic:  max_D  E_data D(x) - E_z [w(z) / mean_batch(w)] D(G(z)) - λ_GP · GP
+    weights: max_φ  E_z w(z) (D(G(z)) - Δ) - λ1 (E_z w(z) - 1)² - λ2 E_z max(0, w(z) - m)²
+
+with ``Δ = min_batch D(G(z))`` (so the reward never pushes weights to zero), a
+self-normalisation penalty (λ1) and soft-clipping at ``m`` (λ2), which is also the bound of
+latent rejection sampling.
+
+Two changes to Alg. 1 as printed, both needed for it to converge (measured, see
+docs/latent_reweighting.md): the critic sees ``w`` divided by its detached batch mean (with raw
+``w`` the critic drifts by a constant while ``E w != 1`` and both blow up), and its gradient
+penalty weight is 10. The output bias starts at 1 so ``w`` starts near 1 and the final ReLU
+does not start dead.
+
+Only forward passes of ``G`` are needed (no gradient flows through it), so this works for any
+generator, including non-differentiable ones; the generated pool is drawn once.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from genrefine.generators.base import Generator
+from genrefine.generators.wgan import Critic, gradient_penalty, relu_mlp
+from genrefine.samplers.base import LatentTarget
+from genrefine.training import train_loop
+from genrefine.validation import check_array, check_positive
+
+
+class LatentImportanceNetwork(nn.Module):
+    """``w_φ(z)``: an MLP with ReLU hidden layers and a ReLU output (weights are >= 0).
+
+    Defaults follow Appendix E (4 hidden layers, λ1 = 10, λ2 = 3, m = 3); the width defaults
+    to ``max(64, 4 d)`` (the paper's 4 d is 8 units for a 2-d latent).
+
+    Example:
+        >>> w_phi = LatentImportanceNetwork(gen.latent_dim).fit(gen, x_train, critic=gen.critic_)
+        >>> w = w_phi(z)                      # (n,), mean ≈ 1 under the prior, <= m + tolerance
+        >>> target = w_phi.target(gen.prior)  # for LatentRejectionSampler (latentRS) etc.
+    """
+
+    def __init__(self, latent_dim: int, hidden: int | None = None, layers: int = 4, m: float = 3.0) -> None:
+        super().__init__()
+        check_positive(m, "m")
+        self.latent_dim, self.layers = int(latent_dim), int(layers)
+        self.hidden = int(hidden) if hidden else max(64, 4 * self.latent_dim)
+        self.m = float(m)
+        self.net = relu_mlp(self.latent_dim, 1, self.hidden, self.layers)
+        nn.init.constant_(self.net[-1].bias, 1.0)
+        nn.init.normal_(self.net[-1].weight, std=1e-3)
+
+    def config(self) -> dict:
+        return {"latent_dim": self.latent_dim, "hidden": self.hidden, "layers": self.layers, "m": self.m}
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.relu(self.net(z).squeeze(-1))
+
+    def log_weight(self, z: Tensor) -> Tensor:
+        """``log w_φ(z)`` (``-inf`` where w = 0)."""
+        return torch.log(self(z))
+
+    def target(self, prior) -> LatentTarget:
+        """``γ_φ ∝ p(z) w_φ(z)`` with bound ``m`` (latentRS accepts with ``w/m``)."""
+        return LatentTarget(prior=prior, log_weight=self.log_weight, differentiable=True, bound=self.m)
+
+    @torch.no_grad()
+    def weight(self, z: Tensor, batch_size: int = 100_000) -> Tensor:
+        z = torch.as_tensor(z, dtype=torch.float32, device=self.net[0].weight.device)
+        return torch.cat([self(c) for c in z.split(batch_size)]) if len(z) else z.new_zeros(0)
+
+    def fit(self, generator: Generator, data, critic: Critic | None = None, epochs: int = 20, batch_size: int = 256,
+            lambda1: float = 10.0, lambda2: float = 3.0, lr_w: float = 1e-4, lr_d: float = 4e-4,
+            betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
+            pool_size: int = 100_000, val_fraction: float = 0.02, select: bool = True, gamma: float = 1.0,
+            ema: float | None = None, critic_mode: str = "network", prox: float = 0.0, prox_every: int = 100,
+            progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
+        """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
+
+        Args:
+            generator: the frozen base ``G``; only forward passes are made.
+            data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 2000) is
+                held out to select the best epoch.
+            critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
+                ``None`` trains a fresh :class:`Critic` for ``warmup`` steps first (as the
+                paper does for pre-trained GANs without their discriminator).
+            epochs: passes over the real data, one critic step per batch.
+            lambda1, lambda2: self-normalisation and soft-clipping weights; ``m`` is set at
+                construction.
+            warmup: critic-only steps against ``G`` (w = 1) before the game starts.
+            pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
+            select: keep the epoch whose reweighted validation EMD,
+                ``EMD(val, G(z_val); min(w, m))``, is lowest (the initial ``w ≈ 1`` included);
+                ``history_`` records every epoch's value.
+        Returns self (eval mode, parameters frozen).
+        """
+        for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
+            check_positive(v, n, allow_zero=True)
+        for v, n in ((lr_w, "lr_w"), (lr_d, "lr_d")):
+            check_positive(v, n)
+        dev = self.net[0].weight.device
+        x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
+        rng = np.random.default_rng(0)
+        perm = rng.permutation(len(x))
+        n_val = min(2000, max(2, int(val_fraction * len(x)))) if select else 0
+        x_val, x = torch.as_tensor(x[perm[:n_val]], device=dev).float(), torch.as_tensor(x[perm[n_val:]], device=dev).float()
+        generator = generator.to(dev).freeze()
+        z_pool, x_pool = generator.sample_with_latents(int(pool_size))
+        _check_generated(x_pool, "generator")
+        z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
+        m, mean_penalty = self.m, float(lambda1)
+
+        crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim).to(dev)
+        crit = crit.to(dev)
+        for p in crit.parameters():
+            p.requires_grad_(True)
+        for p in self.parameters():
+            p.requires_grad_(True)
+        opt_w = torch.optim.Adam(self.parameters(), lr=lr_w, betas=tuple(betas))
+        opt_d = torch.optim.Adam(crit.parameters(), lr=lr_d, betas=tuple(betas))
+        best = copy.deepcopy(self.net)
+        avg = copy.deepcopy(self.net) if ema else None
+        anchor = copy.deepcopy(self.net)
+        w_calls = [0]
+        npool = len(z_pool)
+
+        def fake_batch(b: int) -> tuple[Tensor, Tensor]:
+            idx = torch.randint(npool, (b,), device=dev)
+            return z_pool[idx], x_pool[idx]
+
+        def critic_step(xb: Tensor, use_w: bool) -> float:
+            zf, xf = fake_batch(len(xb))
+            if use_w:
+                with torch.no_grad():
+                    w = self(zf)
+                    w = w / w.mean().clamp_min(1e-12)
+            else:
+                w = torch.ones(len(xb), device=dev)
+            w_dist = crit(xb).mean() - (w * crit(xf)).mean()
+            loss = -w_dist + gp_weight * gradient_penalty(crit, xb, xf)
+            opt_d.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_d.step()
+            return w_dist.item()
+
+        def w_step(b: int, xb: Tensor) -> dict:
+            zf, xf = fake_batch(b)
+            with torch.no_grad():
+                d = crit(xf) if critic_mode == "network" else -batch_potential(xf, self(zf), xb)
+                d = d - d.min()
+            w = self(zf)
+            reward = (w * d).mean()
+            r_norm = (w.mean() - 1).pow(2)
+            r_clip = torch.relu(w - m).pow(2).mean()
+            loss = -reward + mean_penalty * r_norm + lambda2 * r_clip
+            if prox > 0:
+                with torch.no_grad():
+                    w_prev = torch.relu(anchor(zf).squeeze(-1))
+                loss = loss + prox * (w - w_prev).pow(2).mean()
+            w_calls[0] += 1
+            if prox > 0 and w_calls[0] % prox_every == 0:
+                anchor.load_state_dict(self.net.state_dict())
+            opt_w.zero_grad(set_to_none=True)
+            loss.backward()
+            opt_w.step()
+            if avg is not None:
+                with torch.no_grad():
+                    for pa, p in zip(avg.parameters(), self.net.parameters()):
+                        pa.lerp_(p, 1 - ema)
+            return {"mean_w": w.mean().item(), "frac_above_m": (w > m).float().mean().item(),
+                    "frac_zero": (w == 0).float().mean().item()}
+
+        if critic_mode not in ("network", "ot"):
+            raise ValueError(f"critic_mode must be 'network' or 'ot', got {critic_mode!r}")
+        nb = min(batch_size, len(x))
+        for _ in range(int(warmup) if critic_mode == "network" else 0):
+            critic_step(x[torch.randint(len(x), (nb,), device=dev)], use_w=False)
+
+        calls = [0]
+
+        def step(xb: Tensor) -> dict:
+            if critic_mode == "ot":
+                return w_step(len(xb), xb)
+            logs = {"wasserstein": critic_step(xb, use_w=True)}
+            calls[0] += 1
+            if calls[0] % n_critic == 0:
+                for _ in range(n_w):
+                    logs.update(w_step(len(xb), xb))
+            return logs
+
+        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval) if select else None
+        best_score = [self.val_emd_initial_ if select else math.inf]
+        best_epoch = [0]
+        records: list[dict] = []
+
+        def on_epoch_end(epoch: int) -> None:
+            if not select:
+                return
+            if avg is not None:  # score the averaged weights
+                live = copy.deepcopy(self.net.state_dict())
+                self.net.load_state_dict(avg.state_dict())
+            score = self._val_emd(x_val, z_val, x_gval)
+            if avg is not None:
+                self.net.load_state_dict(live)
+            records.append({"epoch": epoch + 1, "val_emd": score})
+            if score < best_score[0]:
+                best_score[0], best_epoch[0] = score, epoch + 1
+                best.load_state_dict((avg or self.net).state_dict())
+
+        mods = {"w_phi": self, "critic": crit, "best": best, **({"ema": avg} if avg is not None else {})}
+        self.history_ = train_loop(step, (x,), mods,
+                                   {"w_phi": opt_w, "critic": opt_d}, epochs, nb, gamma,
+                                   desc="latent importance w_phi", progress=progress, checkpoint=checkpoint,
+                                   on_epoch_end=on_epoch_end)
+        for rec, r in zip(self.history_[-len(records):] if records else [], records):
+            rec.update(r)
+        if avg is not None and not select:
+            self.net.load_state_dict(avg.state_dict())
+        if select:
+            self.net.load_state_dict(best.state_dict())
+            self.selected_epoch_, self.val_emd_ = best_epoch[0], best_score[0]
+        self.__dict__["critic_"] = crit.eval()
+        for p in crit.parameters():
+            p.requires_grad_(False)
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    @torch.no_grad()
+    def _val_emd(self, x_val: Tensor, z_val: Tensor, x_gen: Tensor) -> float:
+        """Exact EMD between validation data and ``G(z_val)`` weighted by ``min(w, m)`` (what
+        latent rejection sampling delivers)."""
+        from genrefine.metrics import exact_emd
+
+        w = self(z_val).clamp(max=self.m).double()
+        if not float(w.sum()) > 0:
+            return math.inf
+        return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
+
+
+@torch.no_grad()
+def batch_potential(x_fake: Tensor, w: Tensor, x_real: Tensor) -> Tensor:
+    """Kantorovich potential of the exact mini-batch W1 problem between ``x_fake`` weighted by
+    ``w`` and uniform ``x_real``, at the fake points (network-simplex duals, POT). Lower is
+    better: ``-potential`` plays the critic's role, with no network to train."""
+    import ot
+
+    a = (w.double() / w.double().sum()).clamp_min(0)
+    if not float(a.sum()) > 0:
+        a = torch.full_like(a, 1.0 / len(a))
+    a = (a / a.sum()).cpu().numpy()
+    b = np.full(len(x_real), 1.0 / len(x_real))
+    cost = torch.cdist(x_fake.double(), x_real.double()).cpu().numpy()
+    _, log = ot.emd(a, b, cost, log=True)
+    u = torch.as_tensor(log["u"], device=x_fake.device, dtype=x_fake.dtype)
+    return u - u.mean()
+
+
+def _check_generated(x: Tensor, name: str) -> None:
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{name}: returned {int(bad.any(-1).sum())} samples with NaN or inf values")
