@@ -1,0 +1,106 @@
+"""Latent importance weights and discriminator density ratios on bases whose target is a known
+reweighting of them.
+
+The base is the identity map ``G(z) = z`` with ``z ~ N(0, I_2)`` and the data are N(mu, I_2), so
+the exact reweighting is the tilt ``w*(z) = exp(mu.z - |mu|^2 / 2)`` (mean 1) and the density
+ratio at x is ``exp(mu.x - |mu|^2 / 2)``.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from genrefine.generators.base import Generator
+from genrefine.generators.wgan import Critic, WGANGenerator
+from genrefine.weights.discriminator import DiscriminatorRatio
+from genrefine.weights.latent_importance import LatentImportanceNetwork
+
+MU = torch.tensor([0.6, 0.0])
+
+
+class Identity(Generator):
+    def forward(self, z):
+        return z
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    data = (torch.randn(20_000, 2) + MU).numpy()
+    return Identity(2, 2).freeze(), data
+
+
+def true_w(z):
+    return torch.exp(z @ MU - 0.5 * MU.pow(2).sum())
+
+
+def test_w_phi_learns_a_known_reweighting(setup):
+    gen, data = setup
+    torch.manual_seed(1)
+    w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
+        gen, data, critic=Critic(2, 64, 3), epochs=12, batch_size=256, lr_w=1e-3, lr_d=1e-3, n_critic=2,
+        warmup=300, pool_size=20_000, progress=False)
+    z = torch.randn(20_000, 2)
+    w = w_phi.weight(z)
+    # self-normalised: Eq. (6)'s reward is >= 0 (Δ = min D), so E[w] settles slightly above 1
+    assert abs(float(w.mean()) - 1) < 0.25
+    # soft-clipped at m: the quadratic penalty lets a little mass above it
+    assert float((w > w_phi.m + 0.5).float().mean()) < 0.01
+    assert float(torch.quantile(w, 0.999)) < w_phi.m + 1.5
+    # the reweighted latent moves towards the data: E_w[z_1] = mu_1 for the exact weights
+    shift = float((w * z[:, 0]).sum() / w.sum())
+    assert shift > 0.3, shift
+    assert abs(float((w * z[:, 1]).sum() / w.sum())) < 0.15
+    assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6
+
+
+def test_discriminator_ratio_matches_the_density_ratio(setup):
+    gen, data = setup
+    torch.manual_seed(2)
+    disc = DiscriminatorRatio(Critic(2, 64, 3)).fit(gen, data, epochs=6, batch_size=256, lr=1e-3, gp_weight=0.0,
+                                                   pool_size=20_000, select=False, progress=False)
+    x = torch.randn(5000, 2)
+    est = disc.log_weight(x)
+    exact = torch.log(true_w(x))
+    inner = (x - MU / 2).norm(dim=-1) < 1.5   # where both samples are dense
+    assert float((est - exact)[inner].abs().mean()) < 0.15
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"lambda1": -1.0}, "lambda1"), ({"lambda2": -0.5}, "lambda2"), ({"lr_w": 0.0}, "lr_w"),
+])
+def test_w_phi_bad_hyperparameters(setup, kw, words):
+    gen, data = setup
+    with pytest.raises(ValueError, match=words):
+        LatentImportanceNetwork(2).fit(gen, data, progress=False, epochs=1, **kw)
+
+
+@pytest.mark.parametrize("m", [0.0, -1.0, float("nan")])
+def test_w_phi_bad_m(m):
+    with pytest.raises(ValueError, match="m must be"):
+        LatentImportanceNetwork(2, m=m)
+
+
+class NaNGenerator(Generator):
+    def forward(self, z):
+        x = z.clone()
+        x[::3] = float("nan")
+        return x
+
+
+def test_w_phi_refuses_a_generator_that_returns_nan(setup):
+    _, data = setup
+    with pytest.raises(ValueError, match="NaN"):
+        LatentImportanceNetwork(2).fit(NaNGenerator(2, 2).freeze(), data, epochs=1, progress=False, pool_size=1000)
+
+
+def test_wgan_gp_base_learns_a_shifted_gaussian():
+    torch.manual_seed(3)
+    x = (torch.randn(20_000, 2) * 0.5 + torch.tensor([2.0, -1.0])).numpy()
+    gen = WGANGenerator(2, 2, 64, 3).fit(x, epochs=8, batch_size=256, lr=1e-3, progress=False)
+    s = gen.sample(20_000)
+    assert torch.allclose(s.mean(0), torch.tensor([2.0, -1.0]), atol=0.15), s.mean(0)
+    assert torch.allclose(s.std(0), torch.tensor([0.5, 0.5]), atol=0.15), s.std(0)
+    assert gen.critic_ is not None and "critic_" not in dict(gen.named_modules())
