@@ -192,3 +192,25 @@ def load_classifier(path: str, device: str | torch.device = "cpu"):
     clf = DensityRatioClassifier(**meta["config"])
     clf.load_state_dict(state)
     return clf.to(device).eval()
+
+
+def load_critic(path: str, device: str | torch.device = "cpu"):
+    """Load a :class:`~genrefine.generators.wgan.Critic` saved by :func:`save_module`."""
+    from genrefine.generators.wgan import Critic
+
+    try:
+        with open(os.path.join(path, "config.json")) as fh:
+            meta = json.load(fh)
+        state = load_file(os.path.join(path, "model.safetensors"))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable critic checkpoint ({type(exc).__name__}: {exc})") from None
+    if meta.get("kind") != "critic":
+        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a critic")
+    critic = Critic(**meta["config"])
+    try:
+        critic.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    return critic.to(device).eval()

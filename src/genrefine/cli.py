@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(METHODS)} (default: every LaSeR method for a realnvp "
                         "base, every latent reweighting method for a wgan-gp base)")
     r.add_argument("--base", default="realnvp", choices=list(BASE_FAMILIES), help="base generator family to train")
+    r.add_argument("--base-model", default=None,
+                   help="refine this saved generator (a models/<name> directory) instead of training one; "
+                        "its family must match --base")
+    r.add_argument("--critic", default=None, help="a saved critic (models/critic) to start w_phi, DOT and the "
+                                                  "discriminator from; default: the base's own, or a new one")
+    r.add_argument("--m", type=float, default=None, help="w_phi's soft-clipping bound m (latentRS accepts with w/m)")
+    r.add_argument("--lambda1", type=float, default=None, help="w_phi's self-normalisation weight")
+    r.add_argument("--lambda2", type=float, default=None, help="w_phi's soft-clipping weight")
     r.add_argument("--scoring", default="auto", choices=["auto", "laser", "lrw", "all"],
                    help="laser: histogram JSD/EMD; lrw: exact EMD and precision/recall with 97%% intervals and "
                         "inference cost; auto: lrw when a latent reweighting method or a wgan-gp base is used")
@@ -134,10 +142,20 @@ def _refine(args) -> int:
     methods = args.methods
     if methods is None:
         methods = ",".join(LASER_METHODS) if args.base == "realnvp" else "base,latentrs,latentga,latentrsga,drs,mhgan,sir,dot"
+    from genrefine.checkpoint import load_critic, load_generator
+    from genrefine.validation import resolve_device
+
+    w_fit = {k: getattr(args, k, None) for k in ("lambda1", "lambda2") if getattr(args, k, None) is not None}
+    base = critic = None
+    if getattr(args, "base_model", None):
+        base = load_generator(args.base_model, device=resolve_device(args.device), family=args.base)
+    if getattr(args, "critic", None):
+        critic = load_critic(args.critic, device=resolve_device(args.device))
     res = run_refinement(args.data, methods=methods, preset=args.preset, seed=args.seed,
                          n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
                          key=args.key, progress=not args.quiet, resume=args.resume, base_family=args.base,
-                         scoring=args.scoring)
+                         scoring=args.scoring, base=base, critic=critic,
+                         w_phi={"m": args.m, "fit": w_fit} if (getattr(args, "m", None) is not None or w_fit) else None)
     print(format_table(res.metrics))
     print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0

@@ -139,6 +139,8 @@ def run_refinement(
     overrides: dict | None = None,
     base_family: str = "realnvp",
     scoring: str = "auto",
+    critic=None,
+    w_phi: dict | None = None,
 ) -> RefinementResult:
     """Run the LaSeR protocol; see the module docstring. Returns a :class:`RefinementResult`
     and, when ``out`` is given, writes ``samples/``, ``latents/``, ``models/``, ``figures/``
@@ -148,7 +150,10 @@ def run_refinement(
     ``n_samples`` points are generated), a file path, or an array (a ``holdout`` fraction is
     kept aside and split in two halves: the truth and the independent truth for the floor).
 
-    ``base_family`` picks the base trained when ``base`` is None (``realnvp`` or ``wgan-gp``).
+    ``base_family`` picks the base trained when ``base`` is None (``realnvp`` or ``wgan-gp``);
+    ``critic`` is a trained critic for the latent reweighting methods (default: the WGAN-GP
+    base's own, else a new one); ``w_phi`` overrides the latent importance network's settings
+    (``{"m": 3.0, "fit": {"lambda1": 10.0}}``).
     ``scoring``: ``laser`` (histogram JSD / EMD in both conventions, exact EMD and energy
     distance on one large sample), ``lrw`` (the latent reweighting paper's exact EMD and k-NN
     precision / recall, ``repeats`` evaluations of ``n`` fresh points, with 97 % intervals, and
@@ -173,6 +178,16 @@ def run_refinement(
     dev = resolve_device(device)
     data_name = data if isinstance(data, str) and data in DATASETS else None
     cfg = get_preset(preset, data_name, base_family)
+    if w_phi:
+        if w_phi.get("m") is not None:
+            m_val = float(w_phi["m"])
+            if not np.isfinite(m_val) or m_val <= 0:
+                raise ValueError(f"m must be a finite number > 0, got {w_phi['m']}")
+            cfg["lrw"]["w_phi"]["m"] = m_val
+        for k, v in (w_phi.get("fit") or {}).items():
+            if v is None or not np.isfinite(v) or v < 0:
+                raise ValueError(f"{k} must be a finite number >= 0, got {v}")
+            cfg["lrw"]["w_phi"]["fit"][k] = float(v)
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             cfg[section].update(values)
@@ -215,7 +230,6 @@ def run_refinement(
     x_train_t = torch.as_tensor(x_train, device=dev)
 
     # --- base generator
-    critic = None
     if base is None and base_family == "wgan-gp":
         b = cfg["wgan"]
         base = WGANGenerator(b["latent_dim"], dim, b["hidden"], b["layers"]).to(dev)

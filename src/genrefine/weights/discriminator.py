@@ -5,7 +5,7 @@ The critic at the end of adversarial training is copied and fine-tuned as a clas
 real against generated samples with BCE, keeping a gradient penalty (the paper found
 unregularised fine-tuning degrades fast), and without an explicit calibration step. At the
 optimum ``D = p_data / (p_data + p_G)``, so ``r(x) = D / (1 - D) = exp(logit D(x))``. The epoch
-whose ratio-weighted validation EMD is lowest is kept ("select the best model in terms of
+whose SIR samples are closest to held-out data in exact EMD is kept ("select the best model in terms of
 EMD").
 """
 
@@ -50,7 +50,8 @@ class DiscriminatorRatio(nn.Module):
             betas=(0.5, 0.9), gp_weight: float = 0.1, pool_size: int = 100_000, val_fraction: float = 0.02,
             select: bool = True, progress: bool = True, checkpoint: str | None = None) -> "DiscriminatorRatio":
         """Fine-tune with BCE (real = 1, ``G(z)`` = 0, balanced batches) plus ``gp_weight`` x the
-        WGAN-GP penalty; keep the epoch with the lowest ratio-weighted validation EMD."""
+        WGAN-GP penalty; keep the epoch (the start included) whose SIR draws from a fixed
+        validation pool have the lowest exact EMD to held-out data."""
         check_positive(gp_weight, "gp_weight", allow_zero=True)
         dev = self.log_weight_max.device
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
@@ -59,7 +60,8 @@ class DiscriminatorRatio(nn.Module):
         x_val, x = torch.as_tensor(x[perm[:n_val]], device=dev).float(), torch.as_tensor(x[perm[n_val:]], device=dev).float()
         generator = generator.to(dev).freeze()
         _, x_pool = generator.sample_with_latents(int(pool_size))
-        _, x_gval = generator.sample_with_latents(max(n_val, 1))
+        _, x_gval = generator.sample_with_latents(max(n_val, 1) * 10)
+        gumbel = -torch.log(-torch.log(torch.rand(max(n_val, 1), 10, device=dev).clamp_min(1e-12)))
         for p in self.critic.parameters():
             p.requires_grad_(True)
         opt = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=tuple(betas))
@@ -75,12 +77,12 @@ class DiscriminatorRatio(nn.Module):
             opt.step()
             return {"bce": loss.item()}
 
-        scores = [self._val_emd(x_val, x_gval)] if select else []
+        scores = [self._val_emd(x_val, x_gval, gumbel)] if select else []
         best_epoch = [0]
 
         def on_epoch_end(epoch: int) -> None:
             if select:
-                s = self._val_emd(x_val, x_gval)
+                s = self._val_emd(x_val, x_gval, gumbel)
                 if s < min(scores):
                     best_epoch[0] = epoch + 1
                     best.load_state_dict(self.critic.state_dict())
@@ -101,14 +103,15 @@ class DiscriminatorRatio(nn.Module):
         return self
 
     @torch.no_grad()
-    def _val_emd(self, x_val: Tensor, x_gen: Tensor) -> float:
+    def _val_emd(self, x_val: Tensor, x_gen: Tensor, gumbel: Tensor) -> float:
+        """Exact EMD between the validation data and SIR draws (10 candidates each) from a
+        fixed pool with fixed Gumbel noise (common random numbers across epochs)."""
         from genrefine.metrics import exact_emd
 
-        lw = self.log_weight(x_gen).double()
-        w = (lw - lw.max()).exp()
-        if not math.isfinite(float(w.sum())) or not float(w.sum()) > 0:
-            return math.inf
-        return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
+        lw = self.log_weight(x_gen).view(len(x_val), -1)
+        pick = (lw + gumbel).argmax(1)
+        chosen = x_gen.view(len(x_val), -1, x_gen.shape[-1])[torch.arange(len(x_val), device=x_gen.device), pick]
+        return exact_emd(x_val.cpu().numpy(), chosen.cpu().numpy())
 
 
 def fine_tune_critic(critic: Critic, generator: Generator, data, epochs: int = 5, batch_size: int = 256,

@@ -84,6 +84,7 @@ class LatentImportanceNetwork(nn.Module):
             betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
             pool_size: int = 100_000, val_fraction: float = 0.02, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", prox: float = 0.0, prox_every: int = 100,
+            chi2: float = 0.0,
             progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
 
@@ -92,16 +93,17 @@ class LatentImportanceNetwork(nn.Module):
             data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 2000) is
                 held out to select the best epoch.
             critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
-                ``None`` trains a fresh :class:`Critic` for ``warmup`` steps first (as the
-                paper does for pre-trained GANs without their discriminator).
+                ``None`` trains a fresh :class:`Critic` (3 x 128) for ``warmup`` steps first (as
+                the paper does for pre-trained GANs without their discriminator).
             epochs: passes over the real data, one critic step per batch.
             lambda1, lambda2: self-normalisation and soft-clipping weights; ``m`` is set at
                 construction.
             warmup: critic-only steps against ``G`` (w = 1) before the game starts.
             pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
-            select: keep the epoch whose reweighted validation EMD,
-                ``EMD(val, G(z_val); min(w, m))``, is lowest (the initial ``w ≈ 1`` included);
-                ``history_`` records every epoch's value.
+            select: keep the epoch whose latentRS samples have the lowest exact EMD to the
+                held-out validation data (the initial ``w ≈ 1`` included; fixed proposals and
+                uniforms, so epochs are compared on the same draws); ``history_`` records
+                every epoch's value.
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -117,10 +119,12 @@ class LatentImportanceNetwork(nn.Module):
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
-        z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
+        # validation pool for latent rejection: enough proposals for n_val acceptances at rate 1/m
+        z_val, x_gval = generator.sample_with_latents(max(int(2 * self.m * n_val), 1))
+        u_val = torch.rand(len(z_val), device=dev)
         m, mean_penalty = self.m, float(lambda1)
 
-        crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim).to(dev)
+        crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3).to(dev)
         crit = crit.to(dev)
         for p in crit.parameters():
             p.requires_grad_(True)
@@ -163,6 +167,8 @@ class LatentImportanceNetwork(nn.Module):
             r_norm = (w.mean() - 1).pow(2)
             r_clip = torch.relu(w - m).pow(2).mean()
             loss = -reward + mean_penalty * r_norm + lambda2 * r_clip
+            if chi2 > 0:
+                loss = loss + chi2 * (w - 1).pow(2).mean()
             if prox > 0:
                 with torch.no_grad():
                     w_prev = torch.relu(anchor(zf).squeeze(-1))
@@ -198,7 +204,7 @@ class LatentImportanceNetwork(nn.Module):
                     logs.update(w_step(len(xb), xb))
             return logs
 
-        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval) if select else None
+        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval, u_val) if select else None
         best_score = [self.val_emd_initial_ if select else math.inf]
         best_epoch = [0]
         records: list[dict] = []
@@ -209,7 +215,7 @@ class LatentImportanceNetwork(nn.Module):
             if avg is not None:  # score the averaged weights
                 live = copy.deepcopy(self.net.state_dict())
                 self.net.load_state_dict(avg.state_dict())
-            score = self._val_emd(x_val, z_val, x_gval)
+            score = self._val_emd(x_val, z_val, x_gval, u_val)
             if avg is not None:
                 self.net.load_state_dict(live)
             records.append({"epoch": epoch + 1, "val_emd": score})
@@ -238,15 +244,17 @@ class LatentImportanceNetwork(nn.Module):
         return self
 
     @torch.no_grad()
-    def _val_emd(self, x_val: Tensor, z_val: Tensor, x_gen: Tensor) -> float:
-        """Exact EMD between validation data and ``G(z_val)`` weighted by ``min(w, m)`` (what
-        latent rejection sampling delivers)."""
+    def _val_emd(self, x_val: Tensor, z_val: Tensor, x_gen: Tensor, u_val: Tensor) -> float:
+        """Exact EMD between the validation data and what latent rejection delivers from a
+        fixed pool ``z_val`` with fixed uniforms ``u_val`` (common random numbers, so epochs
+        are compared on the same draws): the first ``len(x_val)`` accepted points."""
         from genrefine.metrics import exact_emd
 
-        w = self(z_val).clamp(max=self.m).double()
-        if not float(w.sum()) > 0:
+        keep = u_val * self.m < self(z_val)
+        acc = x_gen[keep][: len(x_val)]
+        if len(acc) < 2:
             return math.inf
-        return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
+        return exact_emd(x_val.cpu().numpy(), acc.cpu().numpy())
 
 
 @torch.no_grad()
