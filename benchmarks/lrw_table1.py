@@ -52,7 +52,7 @@ def main() -> int:
         t0 = time.perf_counter()
         res = run_refinement(name, methods=METHODS, preset="quick", seed=args.seed, n_samples=args.n_samples,
                              out=os.path.join(args.out, name), progress=False, base_family="wgan-gp", scoring="lrw",
-                             overrides={"evaluation": {"n": args.eval_n, "repeats": 10, "k": 3, "cost_n": 10_000}})
+                             overrides={"evaluation": {"n": args.eval_n, "repeats": 10, "k": 3, "cost_n": 50_000}})
         wall = time.perf_counter() - t0
         m = res.metrics
         out = {"scores": {k: v["lrw"] for k, v in m["scores"].items()}, "inference_cost": m["inference_cost"],

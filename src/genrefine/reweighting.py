@@ -46,6 +46,23 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
+def select_by_val_emd(make: Callable[[int, float], object], base: Generator, x_val: np.ndarray,
+                      grid_steps=(2, 5, 10, 50), grid_eps=(0.01, 0.05, 0.1), seed: int = 0) -> dict:
+    """The paper's grid search for gradient-step samplers (Appendix E): for every
+    ``(n_steps, step_size)`` draw ``len(x_val)`` samples with ``make(n_steps, step_size)``
+    (same seed for every candidate) and keep the pair whose samples have the lowest exact EMD
+    to the held-out ``x_val``. Returns ``{"n_steps", "step_size", "val_emd", "grid"}``."""
+    grid = []
+    for n_steps in grid_steps:
+        for eps in grid_eps:
+            torch.manual_seed(seed)
+            z = make(int(n_steps), float(eps)).sample(len(x_val))
+            grid.append({"n_steps": int(n_steps), "step_size": float(eps),
+                         "val_emd": exact_emd(x_val, base.generate(z).cpu().numpy())})
+    best = min(grid, key=lambda g: g["val_emd"])
+    return {**best, "grid": grid}
+
+
 def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_samples: int,
                     critic: Critic | None = None, classifier: DensityRatioClassifier | None = None,
                     progress: bool = True, ckpt: Callable[[str], str | None] = lambda name: None) -> dict:
@@ -58,6 +75,19 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
     dev = base.device
     lat, makers, models, timings, diags = {}, {}, {}, {}, {}
     c = cfg["lrw"]
+    n_val = min(2000, max(2, len(x_train) // 50))
+    x_val = x_train[torch.randperm(len(x_train), generator=torch.Generator().manual_seed(2))[:n_val].to(x_train.device)]
+    x_val = x_val.cpu().numpy()
+
+    def steps_for(name: str, make: Callable[[int, float], object]) -> dict:
+        """``{"n_steps", "step_size"}`` of method ``name``: fixed, or chosen on validation data."""
+        g = c[name]
+        if not g.get("select"):
+            return {"n_steps": g["n_steps"], "step_size": g["step_size"]}
+        sel, secs = _timed(lambda: select_by_val_emd(make, base, x_val, g["grid_steps"], g["grid_eps"]))
+        timings[f"select_{name}"] = secs
+        diags[f"{name}_selection"] = sel
+        return {"n_steps": sel["n_steps"], "step_size": sel["step_size"]}
     if critic is None and any(m in methods for m in ("latentrs", "latentga", "latentrsga", "drs", "mhgan", "sir", "dot")):
         crit0 = Critic(base.data_dim, c["critic"]["hidden"], c["critic"]["layers"]).to(dev)
         critic, timings["train_critic"] = _timed(lambda: fine_tune_critic(
@@ -76,11 +106,13 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
                           "val_emd_initial": getattr(w_phi, "val_emd_initial_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)
-        ga = c["latentga"]
         makers["latentrs"] = lambda: LatentRejectionSampler(target, bound=w_phi.m)
-        makers["latentga"] = lambda: LatentGradientAscent(target, ga["n_steps"], ga["step_size"], weight_fn=w_phi)
-        makers["latentrsga"] = lambda: LatentGradientAscent(target, ga["n_steps"], ga["step_size"], rejection=True,
-                                                            weight_fn=w_phi)
+        for name, rs in (("latentga", False), ("latentrsga", True)):
+            if name in methods:
+                def make(n, eps, rs=rs):
+                    return LatentGradientAscent(target, n, eps, rejection=rs, weight_fn=w_phi)
+                st = steps_for(name, make)
+                makers[name] = (lambda st=st, make=make: make(st["n_steps"], st["step_size"]))
     if any(m in methods for m in ("drs", "mhgan", "sir")):
         d = c["discriminator"]
         disc, timings["train_discriminator"] = _timed(lambda: DiscriminatorRatio(critic).to(dev).fit(
@@ -102,7 +134,12 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
         dcrit, timings["train_dot_critic"] = _timed(lambda: fine_tune_critic(
             critic, base, x_train, progress=progress, checkpoint=ckpt("dot_critic"), **dc))
         models["dot_critic"] = dcrit
-        makers["dot"] = lambda: DOTSampler(base, dcrit, **c["dot"])
+        k_eff = DOTSampler(base, dcrit, n_steps=0).k_eff  # estimated once, shared by the grid
+
+        def make_dot(n, eps):
+            return DOTSampler(base, dcrit, n_steps=n, step_size=eps, k_eff=k_eff)
+        st = steps_for("dot", make_dot)
+        makers["dot"] = lambda: make_dot(st["n_steps"], st["step_size"])
 
     samplers = {}
     for m in methods:
@@ -116,7 +153,7 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
     return {"latents": lat, "samplers": samplers, "models": models, "timings": timings, "diagnostics": diags}
 
 
-def inference_cost(base: Generator, makers: dict[str, Callable], n: int = 10_000, repeats: int = 3) -> dict:
+def inference_cost(base: Generator, makers: dict[str, Callable], n: int = 50_000, repeats: int = 5) -> dict:
     """Milliseconds per delivered sample (best of ``repeats`` runs of ``n`` samples), end to
     end: the sampler's work plus the generator pass of the delivered latents; and the ratio
     to the raw generator (``cost / raw``; the rate ratio is its inverse)."""

@@ -174,9 +174,10 @@ def _log_weight_and_non_finite(target: LatentTarget, z: Tensor) -> tuple[Tensor,
 
 
 def _raw_log_weight(target: LatentTarget, z: Tensor) -> Tensor:
-    """``log q(z) - log p(z)``: the samplers call nothing on the model but ``target.log_prob``."""
+    """``log w(z) = log q(z) - log p(z)``, straight from ``target.log_weight`` (no prior terms to
+    add and subtract: for latent rejection the weight network is the whole cost)."""
     with torch.no_grad():
-        return target.log_prob(z) - target.prior.log_prob(z)
+        return target.log_weight(z)
 
 
 def _check_int(value, name: str, minimum: int = 1) -> None:

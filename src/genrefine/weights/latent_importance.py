@@ -42,7 +42,8 @@ class LatentImportanceNetwork(nn.Module):
     """``w_φ(z)``: an MLP with ReLU hidden layers and a ReLU output (weights are >= 0).
 
     Defaults follow Appendix E (4 hidden layers, λ1 = 10, λ2 = 3, m = 3); the width defaults
-    to ``max(64, 4 d)`` (the paper's 4 d is 8 units for a 2-d latent).
+    to ``max(32, 4 d)`` (the paper's 4 d is 8 units for a 2-d latent; 32 keeps latent rejection
+    cheaper than a generator pass, see docs/latent_reweighting.md).
 
     Example:
         >>> w_phi = LatentImportanceNetwork(gen.latent_dim).fit(gen, x_train, critic=gen.critic_)
@@ -54,7 +55,7 @@ class LatentImportanceNetwork(nn.Module):
         super().__init__()
         check_positive(m, "m")
         self.latent_dim, self.layers = int(latent_dim), int(layers)
-        self.hidden = int(hidden) if hidden else max(64, 4 * self.latent_dim)
+        self.hidden = int(hidden) if hidden else max(32, 4 * self.latent_dim)
         self.m = float(m)
         self.net = relu_mlp(self.latent_dim, 1, self.hidden, self.layers)
         nn.init.constant_(self.net[-1].bias, 1.0)
@@ -82,7 +83,7 @@ class LatentImportanceNetwork(nn.Module):
     def fit(self, generator: Generator, data, critic: Critic | None = None, epochs: int = 20, batch_size: int = 256,
             lambda1: float = 10.0, lambda2: float = 3.0, lr_w: float = 1e-4, lr_d: float = 4e-4,
             betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
-            pool_size: int = 100_000, val_fraction: float = 0.02, select: bool = True, gamma: float = 1.0,
+            pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", prox: float = 0.0, prox_every: int = 100,
             chi2: float = 0.0,
             progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
@@ -90,7 +91,7 @@ class LatentImportanceNetwork(nn.Module):
 
         Args:
             generator: the frozen base ``G``; only forward passes are made.
-            data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 2000) is
+            data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 3000) is
                 held out to select the best epoch.
             critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
                 ``None`` trains a fresh :class:`Critic` (3 x 128) for ``warmup`` steps first (as
@@ -100,10 +101,9 @@ class LatentImportanceNetwork(nn.Module):
                 construction.
             warmup: critic-only steps against ``G`` (w = 1) before the game starts.
             pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
-            select: keep the epoch whose latentRS samples have the lowest exact EMD to the
-                held-out validation data (the initial ``w ≈ 1`` included; fixed proposals and
-                uniforms, so epochs are compared on the same draws); ``history_`` records
-                every epoch's value.
+            select: keep the epoch whose reweighted validation EMD,
+                ``EMD(x_val, G(z_val); min(w, m))`` on a fixed pool, is lowest (the initial
+                ``w ≈ 1`` included); ``history_`` records every epoch's value.
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -114,14 +114,12 @@ class LatentImportanceNetwork(nn.Module):
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
         rng = np.random.default_rng(0)
         perm = rng.permutation(len(x))
-        n_val = min(2000, max(2, int(val_fraction * len(x)))) if select else 0
+        n_val = min(3000, max(2, int(val_fraction * len(x)))) if select else 0
         x_val, x = torch.as_tensor(x[perm[:n_val]], device=dev).float(), torch.as_tensor(x[perm[n_val:]], device=dev).float()
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
-        # validation pool for latent rejection: enough proposals for n_val acceptances at rate 1/m
-        z_val, x_gval = generator.sample_with_latents(max(int(2 * self.m * n_val), 1))
-        u_val = torch.rand(len(z_val), device=dev)
+        z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
         m, mean_penalty = self.m, float(lambda1)
 
         crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3).to(dev)
@@ -204,7 +202,7 @@ class LatentImportanceNetwork(nn.Module):
                     logs.update(w_step(len(xb), xb))
             return logs
 
-        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval, u_val) if select else None
+        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval) if select else None
         best_score = [self.val_emd_initial_ if select else math.inf]
         best_epoch = [0]
         records: list[dict] = []
@@ -215,7 +213,7 @@ class LatentImportanceNetwork(nn.Module):
             if avg is not None:  # score the averaged weights
                 live = copy.deepcopy(self.net.state_dict())
                 self.net.load_state_dict(avg.state_dict())
-            score = self._val_emd(x_val, z_val, x_gval, u_val)
+            score = self._val_emd(x_val, z_val, x_gval)
             if avg is not None:
                 self.net.load_state_dict(live)
             records.append({"epoch": epoch + 1, "val_emd": score})
@@ -244,17 +242,16 @@ class LatentImportanceNetwork(nn.Module):
         return self
 
     @torch.no_grad()
-    def _val_emd(self, x_val: Tensor, z_val: Tensor, x_gen: Tensor, u_val: Tensor) -> float:
-        """Exact EMD between the validation data and what latent rejection delivers from a
-        fixed pool ``z_val`` with fixed uniforms ``u_val`` (common random numbers, so epochs
-        are compared on the same draws): the first ``len(x_val)`` accepted points."""
+    def _val_emd(self, x_val: Tensor, z_val: Tensor, x_gen: Tensor) -> float:
+        """Exact EMD between the validation data and a fixed generated pool ``G(z_val)`` weighted
+        by ``min(w, m)``: the distribution latent rejection delivers, compared across epochs on
+        the same points (no acceptance noise)."""
         from genrefine.metrics import exact_emd
 
-        keep = u_val * self.m < self(z_val)
-        acc = x_gen[keep][: len(x_val)]
-        if len(acc) < 2:
+        w = self(z_val).clamp(max=self.m).double()
+        if not float(w.sum()) > 0:
             return math.inf
-        return exact_emd(x_val.cpu().numpy(), acc.cpu().numpy())
+        return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
 
 
 @torch.no_grad()
