@@ -89,3 +89,12 @@ def test_lrw_end_to_end_layout_metrics_and_sampling(tmp_path, capsys):
 
     crit = load_critic(str(out / "models" / "critic"))
     assert crit.data_dim == 2
+    import torch
+
+    from genrefine.checkpoint import load_latent_importance
+
+    w_phi = load_latent_importance(str(out / "models" / "w_phi"))
+    z = torch.randn(100, 2)
+    assert torch.allclose(w_phi.weight(z), res.models["w_phi"].weight(z))
+    with pytest.raises(ValueError, match="expected a latent_importance"):
+        load_latent_importance(str(out / "models" / "critic"))

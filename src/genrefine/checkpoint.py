@@ -214,3 +214,25 @@ def load_critic(path: str, device: str | torch.device = "cpu"):
     for p in critic.parameters():
         p.requires_grad_(False)
     return critic.to(device).eval()
+
+
+def load_latent_importance(path: str, device: str | torch.device = "cpu"):
+    """Load a :class:`~genrefine.weights.latent_importance.LatentImportanceNetwork` (``models/w_phi``)."""
+    from genrefine.weights.latent_importance import LatentImportanceNetwork
+
+    try:
+        with open(os.path.join(path, "config.json")) as fh:
+            meta = json.load(fh)
+        state = load_file(os.path.join(path, "model.safetensors"))
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable w_phi checkpoint ({type(exc).__name__}: {exc})") from None
+    if meta.get("kind") != "latent_importance":
+        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a latent_importance network")
+    w_phi = LatentImportanceNetwork(**meta["config"])
+    try:
+        w_phi.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
+    for p in w_phi.parameters():
+        p.requires_grad_(False)
+    return w_phi.to(device).eval()

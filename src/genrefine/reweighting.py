@@ -97,7 +97,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
 
     if any(m in methods for m in ("latentrs", "latentga", "latentrsga")):
         w = c["w_phi"]
-        w_phi = LatentImportanceNetwork(base.latent_dim, w.get("hidden"), w["layers"], w["m"]).to(dev)
+        w_phi = LatentImportanceNetwork(base.latent_dim, w.get("hidden"), w["layers"], w["m"], w.get("fourier", 0),
+                                        w.get("fourier_scale", 1.0)).to(dev)
         _, timings["train_w_phi"] = _timed(lambda: w_phi.fit(base, x_train, critic=critic, progress=progress,
                                                              checkpoint=ckpt("w_phi"), **w["fit"]))
         models["w_phi"] = w_phi

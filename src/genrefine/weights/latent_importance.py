@@ -51,20 +51,29 @@ class LatentImportanceNetwork(nn.Module):
         >>> target = w_phi.target(gen.prior)  # for LatentRejectionSampler (latentRS) etc.
     """
 
-    def __init__(self, latent_dim: int, hidden: int | None = None, layers: int = 4, m: float = 3.0) -> None:
+    def __init__(self, latent_dim: int, hidden: int | None = None, layers: int = 4, m: float = 3.0,
+                 fourier: int = 0, fourier_scale: float = 1.0) -> None:
         super().__init__()
         check_positive(m, "m")
         self.latent_dim, self.layers = int(latent_dim), int(layers)
         self.hidden = int(hidden) if hidden else max(32, 4 * self.latent_dim)
         self.m = float(m)
-        self.net = relu_mlp(self.latent_dim, 1, self.hidden, self.layers)
+        # optional random Fourier features [z, sin(zB), cos(zB)], B ~ N(0, scale²): access to
+        # high-frequency structure in z (fixed, saved with the model)
+        self.fourier, self.fourier_scale = int(fourier), float(fourier_scale)
+        self.register_buffer("fourier_B", torch.randn(self.latent_dim, self.fourier) * self.fourier_scale)
+        self.net = relu_mlp(self.latent_dim + 2 * self.fourier, 1, self.hidden, self.layers)
         nn.init.constant_(self.net[-1].bias, 1.0)
         nn.init.normal_(self.net[-1].weight, std=1e-3)
 
     def config(self) -> dict:
-        return {"latent_dim": self.latent_dim, "hidden": self.hidden, "layers": self.layers, "m": self.m}
+        return {"latent_dim": self.latent_dim, "hidden": self.hidden, "layers": self.layers, "m": self.m,
+                "fourier": self.fourier, "fourier_scale": self.fourier_scale}
 
     def forward(self, z: Tensor) -> Tensor:
+        if self.fourier:
+            zb = z @ self.fourier_B
+            z = torch.cat([z, torch.sin(zb), torch.cos(zb)], -1)
         return torch.relu(self.net(z).squeeze(-1))
 
     def log_weight(self, z: Tensor) -> Tensor:
@@ -85,7 +94,7 @@ class LatentImportanceNetwork(nn.Module):
             betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
             pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", prox: float = 0.0, prox_every: int = 100,
-            chi2: float = 0.0,
+            chi2: float = 0.0, critic_fakes: str = "weighted",
             progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
 
@@ -141,6 +150,21 @@ class LatentImportanceNetwork(nn.Module):
             return z_pool[idx], x_pool[idx]
 
         def critic_step(xb: Tensor, use_w: bool) -> float:
+            if use_w and critic_fakes == "resampled":
+                # the critic sees draws of the reweighted model itself: resample a 4x larger
+                # pool batch in proportion to w (its gradient penalty then sits between the
+                # data and points the reweighted model actually produces)
+                zf, xf = fake_batch(4 * len(xb))
+                with torch.no_grad():
+                    w = self(zf)
+                    idx = torch.multinomial(w + 1e-12, len(xb), replacement=True)
+                xf = xf[idx]
+                w_dist = crit(xb).mean() - crit(xf).mean()
+                loss = -w_dist + gp_weight * gradient_penalty(crit, xb, xf)
+                opt_d.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_d.step()
+                return w_dist.item()
             zf, xf = fake_batch(len(xb))
             if use_w:
                 with torch.no_grad():
