@@ -235,7 +235,8 @@ def run_refinement(
         base = WGANGenerator(b["latent_dim"], dim, b["hidden"], b["layers"]).to(dev)
         _, timings["train_base"] = _timed(lambda: base.fit(
             x_train_t, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], betas=b["betas"],
-            n_critic=b["n_critic"], gp_weight=b["gp_weight"], progress=progress, checkpoint=ckpt("base")))
+            n_critic=b["n_critic"], gp_weight=b["gp_weight"], gamma=b.get("gamma", 1.0), progress=progress,
+            checkpoint=ckpt("base")))
         critic = base.critic_
         diagnostics["base"] = {"final_wasserstein": base.history_[-1]["wasserstein"] if base.history_ else None}
     elif base is None:

@@ -45,14 +45,15 @@ PRESETS: dict[str, dict] = {
 
 # --- latent reweighting (Issenhuth et al.) on a WGAN-GP base; see docs/latent_reweighting.md.
 # The public WGAN-GP toy script: 3 x 512 ReLU MLPs, 2-d latent, 5 critic steps per generator
-# step, batch 256, Adam(1e-4, (0.5, 0.9)), penalty 0.1, 100k generator steps. Quick: 3 x 128
-# and lr 1e-3 for ~4,700 generator steps (60 epochs of 100k points), the best base per minute
-# measured on 2 cores.
+# step, batch 256, Adam(1e-4, (0.5, 0.9)), penalty 0.1, 100k generator steps. Quick: 3 x 128,
+# lr 1e-3 decaying x 0.96 per epoch, ~4,700 generator steps (60 epochs of 100k points): the
+# best base per minute measured on 2 cores (the decay alone took the 25 Gaussians' EMD from
+# 0.116 to 0.093, floor 0.051, and put the swiss roll at its floor).
 WGAN = {
     "quick": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 60, "batch_size": 256, "lr": 1e-3,
-              "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
+              "gamma": 0.96, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
     "paper": {"latent_dim": 2, "hidden": 512, "layers": 3, "epochs": 1280, "batch_size": 256, "lr": 1e-4,
-              "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
+              "gamma": 1.0, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
 }
 LRW = {
     "quick": {
