@@ -12,7 +12,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 TITLES = {"truth": "Truth", "base": "Base", "dctr": "DCTR (weighted)", "rejection": "Rejection",
-          "hmc": "HMC", "laser": "LaSeR (GAN)", "laser-flow": "LaSeR (flow)"}
+          "hmc": "HMC", "laser": "LaSeR (GAN)", "laser-flow": "LaSeR (flow)", "latentrs": "latentRS",
+          "latentga": "latentGA", "latentrsga": "latentRS+GA", "drs": "DRS", "mhgan": "MH-GAN", "sir": "SIR",
+          "dot": "DOT", "drs-dctr": "DRS (DCTR)", "mhgan-dctr": "MH-GAN (DCTR)", "sir-dctr": "SIR (DCTR)"}
+LASER_COLUMNS = ("truth", "base", "hmc", "laser", "laser-flow", "rejection", "dctr")
 
 
 def _hist(ax, x, w, rng, bins=100, title=None):
@@ -29,14 +32,18 @@ def _savefig(fig, path: str) -> None:
     os.replace(tmp, path)
 
 
-def refinement_figure(res, out_dir: str, columns=("truth", "base", "hmc", "laser", "laser-flow", "rejection", "dctr")) -> list[str]:
+def refinement_figure(res, out_dir: str, columns=None) -> list[str]:
     """Data-space and latent-space 2-D histograms of every method; returns the files written.
+
+    ``columns`` defaults to the LaSeR figures' order followed by every other method run.
 
     Only the first two coordinates are drawn (data and latents of higher dimension are
     projected). The truth's latent is ``g⁻¹(truth)`` when the base generator is invertible.
     """
     os.makedirs(out_dir, exist_ok=True)
     base = res.models.get("base")
+    if columns is None:
+        columns = list(LASER_COLUMNS) + [m for m in res.samples if m not in LASER_COLUMNS]
     cols = [c for c in columns if c == "truth" or c in res.samples]
     truth = res.truth
     lo, hi = np.percentile(truth[:, :2], [0.5, 99.5], axis=0)
