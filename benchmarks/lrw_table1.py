@@ -110,8 +110,13 @@ def render(doc: dict) -> str:
                      f"| {pm(first['recall']['floor'], 3)} | | |")
         w = r.get("w_phi", {})
         if w:
-            lines.append(f"\nw_phi: selected epoch {w.get('selected_epoch')} by validation EMD "
-                         f"{w.get('val_emd')} (initial {w.get('val_emd_initial')}).")
+            chk = w.get("check_emd") or {}
+            verdict = {True: "confirmed on the second held-out set", False: "not confirmed on the second held-out set, "
+                       "so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution",
+                       None: "no epoch beat the start"}[w.get("confirmed")]
+            lines.append(f"\nw_phi: best validation EMD {w.get('val_emd'):.4f} against {w.get('val_emd_initial'):.4f} at the "
+                         f"start; selected epoch {w.get('selected_epoch')}; {verdict}"
+                         + (f" (second set: {chk['selected']:.4f} selected, {chk['initial']:.4f} start)" if chk else "") + ".")
         lines.append(f"\n![{name}](figures/lrw_{name}.png)\n")
     lines.append("\n## Precision against inference time\n\n![precision vs time](figures/lrw_precision_time.png)\n")
     return "\n".join(lines) + "\n"

@@ -105,6 +105,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
         diags["w_phi"] = {"selected_epoch": getattr(w_phi, "selected_epoch_", None),
                           "val_emd": getattr(w_phi, "val_emd_", None),
                           "val_emd_initial": getattr(w_phi, "val_emd_initial_", None),
+                          "confirmed": getattr(w_phi, "confirmed_", None),
+                          "check_emd": getattr(w_phi, "check_emd_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)
         makers["latentrs"] = lambda: LatentRejectionSampler(target, bound=w_phi.m)

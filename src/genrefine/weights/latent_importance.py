@@ -100,8 +100,8 @@ class LatentImportanceNetwork(nn.Module):
 
         Args:
             generator: the frozen base ``G``; only forward passes are made.
-            data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 3000) is
-                held out to select the best epoch.
+            data: real samples ``(n, data_dim)``; twice ``val_fraction`` of them (at most 2 x 3000) is
+                held out to select the best epoch and to confirm it.
             critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
                 ``None`` trains a fresh :class:`Critic` (3 x 128) for ``warmup`` steps first (as
                 the paper does for pre-trained GANs without their discriminator).
@@ -112,7 +112,9 @@ class LatentImportanceNetwork(nn.Module):
             pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
             select: keep the epoch whose reweighted validation EMD,
                 ``EMD(x_val, G(z_val); min(w, m))`` on a fixed pool, is lowest (the initial
-                ``w ≈ 1`` included); ``history_`` records every epoch's value.
+                ``w ≈ 1`` included), provided it also beats the start on a second
+                independent held-out set (``confirmed_``); otherwise fall back to the start.
+                ``history_`` records every epoch's value.
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -124,11 +126,14 @@ class LatentImportanceNetwork(nn.Module):
         rng = np.random.default_rng(0)
         perm = rng.permutation(len(x))
         n_val = min(3000, max(2, int(val_fraction * len(x)))) if select else 0
-        x_val, x = torch.as_tensor(x[perm[:n_val]], device=dev).float(), torch.as_tensor(x[perm[n_val:]], device=dev).float()
+        x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
+        x_chk = torch.as_tensor(x[perm[n_val:2 * n_val]], device=dev).float()
+        x = torch.as_tensor(x[perm[2 * n_val:]], device=dev).float()
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
         z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
+        z_chk, x_gchk = generator.sample_with_latents(max(n_val, 1))
         m, mean_penalty = self.m, float(lambda1)
 
         crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3).to(dev)
@@ -227,6 +232,7 @@ class LatentImportanceNetwork(nn.Module):
             return logs
 
         self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval) if select else None
+        initial = copy.deepcopy(self.net.state_dict())
         best_score = [self.val_emd_initial_ if select else math.inf]
         best_epoch = [0]
         records: list[dict] = []
@@ -257,6 +263,20 @@ class LatentImportanceNetwork(nn.Module):
         if select:
             self.net.load_state_dict(best.state_dict())
             self.selected_epoch_, self.val_emd_ = best_epoch[0], best_score[0]
+            self.confirmed_ = None
+            if best_epoch[0] > 0:
+                # guard against selecting noise: the chosen epoch must also beat the start on a
+                # second, independent held-out set and generated pool, else w_φ falls back to
+                # its start (w ≈ 1: latentRS then delivers the base distribution)
+                chk_best = self._val_emd(x_chk, z_chk, x_gchk)
+                self.net.load_state_dict(initial)
+                chk_init = self._val_emd(x_chk, z_chk, x_gchk)
+                self.check_emd_ = {"selected": chk_best, "initial": chk_init}
+                self.confirmed_ = chk_best < chk_init
+                if self.confirmed_:
+                    self.net.load_state_dict(best.state_dict())
+                else:
+                    self.selected_epoch_, self.val_emd_ = 0, self.val_emd_initial_
         self.__dict__["critic_"] = crit.eval()
         for p in crit.parameters():
             p.requires_grad_(False)
