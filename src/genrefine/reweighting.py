@@ -106,6 +106,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
                           "val_emd": getattr(w_phi, "val_emd_", None),
                           "val_emd_initial": getattr(w_phi, "val_emd_initial_", None),
                           "confirmed": getattr(w_phi, "confirmed_", None),
+                          "best_epoch": getattr(w_phi, "best_epoch_", None),
+                          "val_emd_best": getattr(w_phi, "val_emd_best_", None),
                           "check_emd": getattr(w_phi, "check_emd_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)

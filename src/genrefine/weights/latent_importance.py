@@ -264,6 +264,7 @@ class LatentImportanceNetwork(nn.Module):
             self.net.load_state_dict(best.state_dict())
             self.selected_epoch_, self.val_emd_ = best_epoch[0], best_score[0]
             self.confirmed_ = None
+            self.best_epoch_, self.val_emd_best_ = best_epoch[0], best_score[0]
             if best_epoch[0] > 0:
                 # guard against selecting noise: the chosen epoch must also beat the start on a
                 # second, independent held-out set and generated pool, else w_φ falls back to
