@@ -177,62 +177,43 @@ def save_module(module: nn.Module, config: dict, path: str, kind: str) -> str:
     return path
 
 
-def load_classifier(path: str, device: str | torch.device = "cpu"):
-    """Load a :class:`~genrefine.weights.DensityRatioClassifier` saved by :func:`save_module`."""
-    from genrefine.weights.classifier import DensityRatioClassifier
-
+def load_module(path: str, kind: str, cls, device: str | torch.device = "cpu"):
+    """Load a module saved by :func:`save_module` as ``kind``: build ``cls(**config)``, load its
+    weights, freeze it. Every failure is one ValueError line naming ``path``."""
     try:
         with open(os.path.join(path, "config.json")) as fh:
             meta = json.load(fh)
         state = load_file(os.path.join(path, "model.safetensors"))
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable classifier checkpoint ({type(exc).__name__}: {exc})") from None
-    if meta.get("kind") != "dctr_classifier":
-        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a dctr_classifier")
-    clf = DensityRatioClassifier(**meta["config"])
-    clf.load_state_dict(state)
-    return clf.to(device).eval()
+        raise ValueError(f"{path}: not a readable {kind} checkpoint ({type(exc).__name__}: {exc})") from None
+    if meta.get("kind") != kind:
+        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a {kind}")
+    module = cls(**meta["config"])
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.to(device).eval()
+
+
+def load_classifier(path: str, device: str | torch.device = "cpu"):
+    """Load a :class:`~genrefine.weights.DensityRatioClassifier` (``models/classifier``)."""
+    from genrefine.weights.classifier import DensityRatioClassifier
+
+    return load_module(path, "dctr_classifier", DensityRatioClassifier, device)
 
 
 def load_critic(path: str, device: str | torch.device = "cpu"):
-    """Load a :class:`~genrefine.generators.wgan.Critic` saved by :func:`save_module`."""
+    """Load a :class:`~genrefine.generators.wgan.Critic` (``models/critic``, ``models/dot_critic``)."""
     from genrefine.generators.wgan import Critic
 
-    try:
-        with open(os.path.join(path, "config.json")) as fh:
-            meta = json.load(fh)
-        state = load_file(os.path.join(path, "model.safetensors"))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable critic checkpoint ({type(exc).__name__}: {exc})") from None
-    if meta.get("kind") != "critic":
-        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a critic")
-    critic = Critic(**meta["config"])
-    try:
-        critic.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
-    for p in critic.parameters():
-        p.requires_grad_(False)
-    return critic.to(device).eval()
+    return load_module(path, "critic", Critic, device)
 
 
 def load_latent_importance(path: str, device: str | torch.device = "cpu"):
     """Load a :class:`~genrefine.weights.latent_importance.LatentImportanceNetwork` (``models/w_phi``)."""
     from genrefine.weights.latent_importance import LatentImportanceNetwork
 
-    try:
-        with open(os.path.join(path, "config.json")) as fh:
-            meta = json.load(fh)
-        state = load_file(os.path.join(path, "model.safetensors"))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable w_phi checkpoint ({type(exc).__name__}: {exc})") from None
-    if meta.get("kind") != "latent_importance":
-        raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a latent_importance network")
-    w_phi = LatentImportanceNetwork(**meta["config"])
-    try:
-        w_phi.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
-    for p in w_phi.parameters():
-        p.requires_grad_(False)
-    return w_phi.to(device).eval()
+    return load_module(path, "latent_importance", LatentImportanceNetwork, device)
