@@ -9,3 +9,13 @@ torch.set_num_threads(2)
 def _seed():
     torch.manual_seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules whose tensors are tiny: intra-op threads only add overhead (and thrash on a
+    busy CPU). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

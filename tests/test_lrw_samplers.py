@@ -25,12 +25,7 @@ from genrefine.samplers.rejection import LatentRejectionSampler
 MU = torch.tensor([1.0, -0.5])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def prior(d=2):

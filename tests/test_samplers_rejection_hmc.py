@@ -19,13 +19,7 @@ from genrefine.samplers.rejection import LatentRejectionSampler
 HALF_NORMAL_MEAN = math.sqrt(2 / math.pi)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: intra-op threads only add overhead (and thrash on a busy CPU)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 HALF_NORMAL_VAR = 1 - 2 / math.pi
 

@@ -145,17 +145,17 @@ def _refine(args) -> int:
     from genrefine.checkpoint import load_critic, load_generator
     from genrefine.validation import resolve_device
 
-    w_fit = {k: getattr(args, k, None) for k in ("lambda1", "lambda2") if getattr(args, k, None) is not None}
+    w_fit = {k: getattr(args, k) for k in ("lambda1", "lambda2") if getattr(args, k) is not None}
     base = critic = None
-    if getattr(args, "base_model", None):
+    if args.base_model:
         base = load_generator(args.base_model, device=resolve_device(args.device), family=args.base)
-    if getattr(args, "critic", None):
+    if args.critic:
         critic = load_critic(args.critic, device=resolve_device(args.device))
     res = run_refinement(args.data, methods=methods, preset=args.preset, seed=args.seed,
                          n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
                          key=args.key, progress=not args.quiet, resume=args.resume, base_family=args.base,
                          scoring=args.scoring, base=base, critic=critic,
-                         w_phi={"m": args.m, "fit": w_fit} if (getattr(args, "m", None) is not None or w_fit) else None)
+                         w_phi={"m": args.m, "fit": w_fit} if (args.m is not None or w_fit) else None)
     print(format_table(res.metrics))
     print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0
@@ -180,6 +180,7 @@ def _sample(args) -> int:
 def _demo(args) -> int:
     args.data, args.methods, args.preset, args.iterations = "gaussians4", ",".join(LASER_METHODS), "quick", 1
     args.base, args.scoring = "realnvp", "auto"
+    args.base_model = args.critic = args.m = args.lambda1 = args.lambda2 = None
     args.key, args.resume, args.quiet = None, False, False
     return _refine(args)
 

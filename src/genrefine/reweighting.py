@@ -28,7 +28,7 @@ from genrefine.generators.base import Generator
 from genrefine.generators.wgan import Critic
 from genrefine.metrics import exact_emd
 from genrefine.metrics.precision_recall import mean_interval, precision_recall
-from genrefine.samplers.dot import DOTSampler
+from genrefine.samplers.dot import DOTSampler, effective_lipschitz
 from genrefine.samplers.latent_ga import LatentGradientAscent
 from genrefine.samplers.ratio import DRSSampler, MHSampler, SIRSampler
 from genrefine.samplers.rejection import LatentRejectionSampler
@@ -139,7 +139,7 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
         dcrit, timings["train_dot_critic"] = _timed(lambda: fine_tune_critic(
             critic, base, x_train, progress=progress, checkpoint=ckpt("dot_critic"), **dc))
         models["dot_critic"] = dcrit
-        k_eff = DOTSampler(base, dcrit, n_steps=0).k_eff  # estimated once, shared by the grid
+        k_eff = effective_lipschitz(base, dcrit)  # estimated once, shared by the grid
 
         def make_dot(n, eps):
             return DOTSampler(base, dcrit, n_steps=n, step_size=eps, k_eff=k_eff)

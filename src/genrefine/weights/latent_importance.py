@@ -93,8 +93,7 @@ class LatentImportanceNetwork(nn.Module):
             lambda1: float = 10.0, lambda2: float = 3.0, lr_w: float = 1e-4, lr_d: float = 4e-4,
             betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
             pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
-            ema: float | None = None, critic_mode: str = "network", prox: float = 0.0, prox_every: int = 100,
-            chi2: float = 0.0, critic_fakes: str = "weighted",
+            ema: float | None = None, critic_mode: str = "network", critic_fakes: str = "weighted",
             progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
 
@@ -115,6 +114,11 @@ class LatentImportanceNetwork(nn.Module):
                 ``w ≈ 1`` included), provided it also beats the start on a second
                 independent held-out set (``confirmed_``); otherwise fall back to the start.
                 ``history_`` records every epoch's value.
+            ema, critic_mode, critic_fakes: variants kept from the study in
+                docs/latent_reweighting.md (none helped there): an EMA of ``w_φ``'s parameters;
+                ``"ot"`` replaces the critic network by the exact mini-batch Kantorovich
+                potential (:func:`batch_potential`); ``"resampled"`` shows the critic draws
+                resampled in proportion to w instead of weighted draws.
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -146,8 +150,6 @@ class LatentImportanceNetwork(nn.Module):
         opt_d = torch.optim.Adam(crit.parameters(), lr=lr_d, betas=tuple(betas))
         best = copy.deepcopy(self.net)
         avg = copy.deepcopy(self.net) if ema else None
-        anchor = copy.deepcopy(self.net)
-        w_calls = [0]
         npool = len(z_pool)
 
         def fake_batch(b: int) -> tuple[Tensor, Tensor]:
@@ -194,15 +196,6 @@ class LatentImportanceNetwork(nn.Module):
             r_norm = (w.mean() - 1).pow(2)
             r_clip = torch.relu(w - m).pow(2).mean()
             loss = -reward + mean_penalty * r_norm + lambda2 * r_clip
-            if chi2 > 0:
-                loss = loss + chi2 * (w - 1).pow(2).mean()
-            if prox > 0:
-                with torch.no_grad():
-                    w_prev = torch.relu(anchor(zf).squeeze(-1))
-                loss = loss + prox * (w - w_prev).pow(2).mean()
-            w_calls[0] += 1
-            if prox > 0 and w_calls[0] % prox_every == 0:
-                anchor.load_state_dict(self.net.state_dict())
             opt_w.zero_grad(set_to_none=True)
             loss.backward()
             opt_w.step()
