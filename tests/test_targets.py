@@ -17,6 +17,9 @@ def test_soft_cap_is_a_smooth_upper_bound():
     c = soft_cap(lw, 2.0)
     assert (c <= 2.0).all() and torch.allclose(c[lw < -3], lw[lw < -3], atol=0.01)
     assert (c[1:] >= c[:-1]).all()
+    # weights up to half the cap (the largest training weight) are left as they are
+    below = lw <= 2.0 - math.log(2.0)
+    assert torch.allclose(c[below], lw[below], atol=1e-3)
 
 
 def test_latent_target_is_capped_beyond_the_training_range():

@@ -92,10 +92,15 @@ class DensityRatioClassifier(nn.Module):
         return self
 
 
-def soft_cap(log_w: Tensor, cap: float) -> Tensor:
-    """A smooth upper cap of log-weights: ``cap - softplus(cap - log w)`` (≈ log w well below
-    ``cap``, never above it; differentiable, so HMC can use it)."""
-    return cap - F.softplus(cap - log_w)
+def soft_cap(log_w: Tensor, cap: float, sharpness: float = 10.0) -> Tensor:
+    """A smooth upper cap of log-weights: ``cap - softplus_β(cap - log w)`` with β = ``sharpness``.
+
+    Never above ``cap``, differentiable (HMC can use it), and equal to ``log w`` within
+    ``log(1 + e^{-β·(cap - log w)}) / β``: below ``cap - log 2`` (the largest training weight
+    when the cap is twice it) that is under 1e-4 at β = 10. A plain softplus (β = 1) would
+    shrink a weight of half the cap by a third, i.e. distort the very weights being sampled.
+    """
+    return cap - F.softplus(cap - log_w, beta=sharpness)
 
 
 def latent_target(generator: Generator, classifier: DensityRatioClassifier, cap_factor: float | None = 2.0) -> LatentTarget:
