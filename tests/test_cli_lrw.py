@@ -28,6 +28,7 @@ def _run_cli(argv, capsys):
 @pytest.mark.parametrize("extra, words", [
     (["--m", "0"], "m must be"), (["--m", "-2"], "m must be"), (["--lambda1", "-1"], "lambda1"),
     (["--lambda2", "-0.5"], "lambda2"), (["--methods", "base,latentrs,bogus"], "unknown bogus"),
+    (["--w-inputs", "pixels"], "--w-inputs"),
 ])
 def test_bad_lrw_arguments_exit_2_and_write_nothing(tmp_path, capsys, extra, words):
     out = tmp_path / "o"
@@ -53,7 +54,7 @@ def test_checkpoint_of_the_wrong_family(tmp_path, capsys):
 def tiny_cfg() -> dict:
     cfg = get_preset("quick", "swissroll", "wgan-gp")
     lrw = cfg["lrw"]
-    lrw["w_phi"]["fit"].update(epochs=2, warmup=20)
+    lrw["w_phi"]["fit"].update(epochs=2, warmup=20, distil_size=5000, distil_epochs=2)
     lrw["critic"]["fit"]["epochs"] = 1
     lrw["discriminator"]["epochs"] = 1
     lrw["dot_critic"]["epochs"] = 1

@@ -36,12 +36,16 @@ def true_w(z):
     return torch.exp(z @ MU - 0.5 * MU.pow(2).sum())
 
 
-def test_w_phi_learns_a_known_reweighting(setup):
+@pytest.mark.parametrize("inputs", ["latent", "data"])
+def test_w_phi_learns_a_known_reweighting(setup, inputs):
+    """Alg. 1 played by w_φ(z) itself, or by h(G(z)) and then distilled into w_φ."""
     gen, data = setup
     torch.manual_seed(1)
     w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
         gen, data, critic=Critic(2, 64, 3), epochs=12, batch_size=256, lr_w=1e-3, lr_d=1e-3, n_critic=2,
-        warmup=300, pool_size=20_000, progress=False)
+        warmup=300, pool_size=20_000, progress=False, inputs=inputs, distil_size=50_000)
+    if inputs == "data":  # the distilled latent net reproduces the data-space teacher
+        assert w_phi.distil_["corr"] > 0.95, w_phi.distil_
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     # self-normalised: Eq. (6)'s reward is >= 0 (Δ = min D), so E[w] settles slightly above 1
@@ -69,7 +73,7 @@ def test_discriminator_ratio_matches_the_density_ratio(setup):
 
 
 @pytest.mark.parametrize("kw, words", [
-    ({"lambda1": -1.0}, "lambda1"), ({"lambda2": -0.5}, "lambda2"), ({"lr_w": 0.0}, "lr_w"),
+    ({"lambda1": -1.0}, "lambda1"), ({"lambda2": -0.5}, "lambda2"), ({"lr_w": 0.0}, "lr_w"), ({"inputs": "pixels"}, "inputs"),
 ])
 def test_w_phi_bad_hyperparameters(setup, kw, words):
     gen, data = setup

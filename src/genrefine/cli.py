@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--m", type=float, default=None, help="w_phi's soft-clipping bound m (latentRS accepts with w/m)")
     r.add_argument("--lambda1", type=float, default=None, help="w_phi's self-normalisation weight")
     r.add_argument("--lambda2", type=float, default=None, help="w_phi's soft-clipping weight")
+    r.add_argument("--w-inputs", choices=["latent", "data"], default=None,
+                   help="who plays w_phi's game: w_phi(z) itself, or a data-space h(G(z)) distilled into "
+                        "w_phi afterwards (the quick preset's default)")
     r.add_argument("--scoring", default="auto", choices=["auto", "laser", "lrw", "all"],
                    help="laser: histogram JSD/EMD; lrw: exact EMD and precision/recall with 97%% intervals and "
                         "inference cost; auto: lrw when a latent reweighting method or a wgan-gp base is used")
@@ -155,7 +158,8 @@ def _refine(args) -> int:
                          n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
                          key=args.key, progress=not args.quiet, resume=args.resume, base_family=args.base,
                          scoring=args.scoring, base=base, critic=critic,
-                         w_phi={"m": args.m, "fit": w_fit} if (args.m is not None or w_fit) else None)
+                         w_phi={"m": args.m, "inputs": args.w_inputs, "fit": w_fit}
+                         if (args.m is not None or w_fit or args.w_inputs) else None)
     print(format_table(res.metrics))
     print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0
@@ -180,7 +184,7 @@ def _sample(args) -> int:
 def _demo(args) -> int:
     args.data, args.methods, args.preset, args.iterations = "gaussians4", ",".join(LASER_METHODS), "quick", 1
     args.base, args.scoring = "realnvp", "auto"
-    args.base_model = args.critic = args.m = args.lambda1 = args.lambda2 = None
+    args.base_model = args.critic = args.m = args.lambda1 = args.lambda2 = args.w_inputs = None
     args.key, args.resume, args.quiet = None, False, False
     return _refine(args)
 

@@ -153,7 +153,7 @@ def run_refinement(
     ``base_family`` picks the base trained when ``base`` is None (``realnvp`` or ``wgan-gp``);
     ``critic`` is a trained critic for the latent reweighting methods (default: the WGAN-GP
     base's own, else a new one); ``w_phi`` overrides the latent importance network's settings
-    (``{"m": 3.0, "fit": {"lambda1": 10.0}}``).
+    (``{"m": 3.0, "inputs": "data", "fit": {"lambda1": 10.0}}``).
     ``scoring``: ``laser`` (histogram JSD / EMD in both conventions, exact EMD and energy
     distance on one large sample), ``lrw`` (the latent reweighting paper's exact EMD and k-NN
     precision / recall, ``repeats`` evaluations of ``n`` fresh points, with 97 % intervals, and
@@ -184,6 +184,10 @@ def run_refinement(
             if not np.isfinite(m_val) or m_val <= 0:
                 raise ValueError(f"m must be a finite number > 0, got {w_phi['m']}")
             cfg["lrw"]["w_phi"]["m"] = m_val
+        if w_phi.get("inputs") is not None:
+            if w_phi["inputs"] not in ("latent", "data"):
+                raise ValueError(f"w_phi inputs must be 'latent' or 'data', got {w_phi['inputs']!r}")
+            cfg["lrw"]["w_phi"]["fit"]["inputs"] = w_phi["inputs"]
         for k, v in (w_phi.get("fit") or {}).items():
             if v is None or not np.isfinite(v) or v < 0:
                 raise ValueError(f"{k} must be a finite number >= 0, got {v}")

@@ -109,6 +109,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
                           "best_epoch": getattr(w_phi, "best_epoch_", None),
                           "val_emd_best": getattr(w_phi, "val_emd_best_", None),
                           "check_emd": getattr(w_phi, "check_emd_", None),
+                          "inputs": w["fit"].get("inputs", "latent"),
+                          "distil": getattr(w_phi, "distil_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)
         makers["latentrs"] = lambda: LatentRejectionSampler(target, bound=w_phi.m)

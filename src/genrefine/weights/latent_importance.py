@@ -94,6 +94,7 @@ class LatentImportanceNetwork(nn.Module):
             betas=(0.5, 0.5), n_critic: int = 1, n_w: int = 1, gp_weight: float = 10.0, warmup: int = 500,
             pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", critic_fakes: str = "weighted",
+            inputs: str = "latent", teacher_hidden: int = 64, distil_size: int = 200_000, distil_epochs: int = 30,
             progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
 
@@ -119,6 +120,15 @@ class LatentImportanceNetwork(nn.Module):
                 ``"ot"`` replaces the critic network by the exact mini-batch Kantorovich
                 potential (:func:`batch_potential`); ``"resampled"`` shows the critic draws
                 resampled in proportion to w instead of weighted draws.
+            inputs: ``"latent"`` plays the game with ``w_φ(z)`` itself (Alg. 1). ``"data"`` plays
+                it with a weight network on the generated point, ``w(z) = h(G(z))``
+                (:class:`DataWeightNetwork`, ``teacher_hidden`` wide, kept as ``teacher_``), selects its epoch the same
+                way, then distils it into ``w_φ`` by regression of ``w_φ(z)`` on ``min(h(G(z)), m)``
+                over ``distil_size`` prior draws for ``distil_epochs`` epochs, so latent
+                rejection still happens before ``G``. Mass that sits between modes lies in thin,
+                curved bands of z but in smooth regions of x, where ``h`` can learn it (see
+                docs/latent_reweighting.md). ``distil_`` reports the fit (correlation, relative
+                RMSE) and the distilled net's validation EMD.
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -133,6 +143,8 @@ class LatentImportanceNetwork(nn.Module):
         x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
         x_chk = torch.as_tensor(x[perm[n_val:2 * n_val]], device=dev).float()
         x = torch.as_tensor(x[perm[2 * n_val:]], device=dev).float()
+        if inputs not in ("latent", "data"):
+            raise ValueError(f"inputs must be 'latent' or 'data', got {inputs!r}")
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
@@ -140,16 +152,28 @@ class LatentImportanceNetwork(nn.Module):
         z_chk, x_gchk = generator.sample_with_latents(max(n_val, 1))
         m, mean_penalty = self.m, float(lambda1)
 
+        if inputs == "data":  # the game is played by h(x); w_φ learns it afterwards
+            net: nn.Module = DataWeightNetwork(generator.data_dim, teacher_hidden, self.layers).to(dev)
+            net.set_scale(x)
+
+            def wfun(z: Tensor, xg: Tensor) -> Tensor:
+                return net(xg)
+        else:
+            net = self
+
+            def wfun(z: Tensor, xg: Tensor) -> Tensor:
+                return self(z)
+
         crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3).to(dev)
         crit = crit.to(dev)
         for p in crit.parameters():
             p.requires_grad_(True)
-        for p in self.parameters():
+        for p in net.parameters():
             p.requires_grad_(True)
-        opt_w = torch.optim.Adam(self.parameters(), lr=lr_w, betas=tuple(betas))
+        opt_w = torch.optim.Adam(net.parameters(), lr=lr_w, betas=tuple(betas))
         opt_d = torch.optim.Adam(crit.parameters(), lr=lr_d, betas=tuple(betas))
-        best = copy.deepcopy(self.net)
-        avg = copy.deepcopy(self.net) if ema else None
+        best = copy.deepcopy(net.net)
+        avg = copy.deepcopy(net.net) if ema else None
         npool = len(z_pool)
 
         def fake_batch(b: int) -> tuple[Tensor, Tensor]:
@@ -163,7 +187,7 @@ class LatentImportanceNetwork(nn.Module):
                 # data and points the reweighted model actually produces)
                 zf, xf = fake_batch(4 * len(xb))
                 with torch.no_grad():
-                    w = self(zf)
+                    w = wfun(zf, xf)
                     idx = torch.multinomial(w + 1e-12, len(xb), replacement=True)
                 xf = xf[idx]
                 w_dist = crit(xb).mean() - crit(xf).mean()
@@ -175,7 +199,7 @@ class LatentImportanceNetwork(nn.Module):
             zf, xf = fake_batch(len(xb))
             if use_w:
                 with torch.no_grad():
-                    w = self(zf)
+                    w = wfun(zf, xf)
                     w = w / w.mean().clamp_min(1e-12)
             else:
                 w = torch.ones(len(xb), device=dev)
@@ -189,9 +213,9 @@ class LatentImportanceNetwork(nn.Module):
         def w_step(b: int, xb: Tensor) -> dict:
             zf, xf = fake_batch(b)
             with torch.no_grad():
-                d = crit(xf) if critic_mode == "network" else -batch_potential(xf, self(zf), xb)
+                d = crit(xf) if critic_mode == "network" else -batch_potential(xf, wfun(zf, xf), xb)
                 d = d - d.min()
-            w = self(zf)
+            w = wfun(zf, xf)
             reward = (w * d).mean()
             r_norm = (w.mean() - 1).pow(2)
             r_clip = torch.relu(w - m).pow(2).mean()
@@ -201,7 +225,7 @@ class LatentImportanceNetwork(nn.Module):
             opt_w.step()
             if avg is not None:
                 with torch.no_grad():
-                    for pa, p in zip(avg.parameters(), self.net.parameters()):
+                    for pa, p in zip(avg.parameters(), net.net.parameters()):
                         pa.lerp_(p, 1 - ema)
             return {"mean_w": w.mean().item(), "frac_above_m": (w > m).float().mean().item(),
                     "frac_zero": (w == 0).float().mean().item()}
@@ -224,8 +248,12 @@ class LatentImportanceNetwork(nn.Module):
                     logs.update(w_step(len(xb), xb))
             return logs
 
-        self.val_emd_initial_ = self._val_emd(x_val, z_val, x_gval) if select else None
-        initial = copy.deepcopy(self.net.state_dict())
+        def val_emd(xv: Tensor, zv: Tensor, xg: Tensor) -> float:
+            with torch.no_grad():
+                return _weighted_emd(xv, xg, wfun(zv, xg).clamp(max=m))
+
+        self.val_emd_initial_ = val_emd(x_val, z_val, x_gval) if select else None
+        initial = copy.deepcopy(net.net.state_dict())
         best_score = [self.val_emd_initial_ if select else math.inf]
         best_epoch = [0]
         records: list[dict] = []
@@ -234,27 +262,27 @@ class LatentImportanceNetwork(nn.Module):
             if not select:
                 return
             if avg is not None:  # score the averaged weights
-                live = copy.deepcopy(self.net.state_dict())
-                self.net.load_state_dict(avg.state_dict())
-            score = self._val_emd(x_val, z_val, x_gval)
+                live = copy.deepcopy(net.net.state_dict())
+                net.net.load_state_dict(avg.state_dict())
+            score = val_emd(x_val, z_val, x_gval)
             if avg is not None:
-                self.net.load_state_dict(live)
+                net.net.load_state_dict(live)
             records.append({"epoch": epoch + 1, "val_emd": score})
             if score < best_score[0]:
                 best_score[0], best_epoch[0] = score, epoch + 1
-                best.load_state_dict((avg or self.net).state_dict())
+                best.load_state_dict((avg or net.net).state_dict())
 
-        mods = {"w_phi": self, "critic": crit, "best": best, **({"ema": avg} if avg is not None else {})}
+        mods = {"w_phi" if net is self else "h": net, "critic": crit, "best": best, **({"ema": avg} if avg is not None else {})}
         self.history_ = train_loop(step, (x,), mods,
-                                   {"w_phi": opt_w, "critic": opt_d}, epochs, nb, gamma,
+                                   {"w_phi" if net is self else "h": opt_w, "critic": opt_d}, epochs, nb, gamma,
                                    desc="latent importance w_phi", progress=progress, checkpoint=checkpoint,
                                    on_epoch_end=on_epoch_end)
         for rec, r in zip(self.history_[-len(records):] if records else [], records):
             rec.update(r)
         if avg is not None and not select:
-            self.net.load_state_dict(avg.state_dict())
+            net.net.load_state_dict(avg.state_dict())
         if select:
-            self.net.load_state_dict(best.state_dict())
+            net.net.load_state_dict(best.state_dict())
             self.selected_epoch_, self.val_emd_ = best_epoch[0], best_score[0]
             self.confirmed_ = None
             self.best_epoch_, self.val_emd_best_ = best_epoch[0], best_score[0]
@@ -262,15 +290,25 @@ class LatentImportanceNetwork(nn.Module):
                 # guard against selecting noise: the chosen epoch must also beat the start on a
                 # second, independent held-out set and generated pool, else w_φ falls back to
                 # its start (w ≈ 1: latentRS then delivers the base distribution)
-                chk_best = self._val_emd(x_chk, z_chk, x_gchk)
-                self.net.load_state_dict(initial)
-                chk_init = self._val_emd(x_chk, z_chk, x_gchk)
+                chk_best = val_emd(x_chk, z_chk, x_gchk)
+                net.net.load_state_dict(initial)
+                chk_init = val_emd(x_chk, z_chk, x_gchk)
                 self.check_emd_ = {"selected": chk_best, "initial": chk_init}
                 self.confirmed_ = chk_best < chk_init
                 if self.confirmed_:
-                    self.net.load_state_dict(best.state_dict())
+                    net.net.load_state_dict(best.state_dict())
                 else:
                     self.selected_epoch_, self.val_emd_ = 0, self.val_emd_initial_
+        if net is not self:
+            net.eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            self.__dict__["teacher_"] = net
+            self.distil_ = None
+            if not select or self.selected_epoch_ > 0:  # else w_φ keeps its start, w ≈ 1
+                self.distil_ = self._distil(generator, net, int(distil_size), int(distil_epochs))
+                if select:
+                    self.distil_["val_emd"] = self._val_emd(x_val, z_val, x_gval)
         self.__dict__["critic_"] = crit.eval()
         for p in crit.parameters():
             p.requires_grad_(False)
@@ -284,12 +322,69 @@ class LatentImportanceNetwork(nn.Module):
         """Exact EMD between the validation data and a fixed generated pool ``G(z_val)`` weighted
         by ``min(w, m)``: the distribution latent rejection delivers, compared across epochs on
         the same points (no acceptance noise)."""
-        from genrefine.metrics import exact_emd
+        return _weighted_emd(x_val, x_gen, self(z_val).clamp(max=self.m))
 
-        w = self(z_val).clamp(max=self.m).double()
-        if not float(w.sum()) > 0:
-            return math.inf
-        return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
+    def _distil(self, generator: Generator, teacher: nn.Module, n: int, epochs: int, batch_size: int = 2000) -> dict:
+        """Regress ``w_φ(z)`` on ``min(h(G(z)), m)`` over ``n`` prior draws (MSE, Adam, cosine
+        schedule); returns the fit on ``n/4`` fresh draws."""
+        with torch.no_grad():
+            z, xg = generator.sample_with_latents(n)
+            t = torch.cat([teacher(c) for c in xg.split(100_000)]).clamp(max=self.m)
+        for p in self.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(self.parameters(), lr=1e-3)
+        n_b = max(1, n // batch_size)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * n_b)
+        self.train()
+        for _ in range(epochs):
+            perm = torch.randperm(n, device=z.device)
+            for b in range(n_b):
+                i = perm[b * batch_size:(b + 1) * batch_size]
+                loss = (self(z[i]) - t[i]).pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            zc, xc = generator.sample_with_latents(max(n // 4, 2))
+            tc = torch.cat([teacher(c) for c in xc.split(100_000)]).clamp(max=self.m).double()
+            wc = self.weight(zc).double()
+            corr = float(torch.corrcoef(torch.stack([wc, tc]))[0, 1]) if tc.std() > 0 and wc.std() > 0 else math.nan
+            rel_rmse = float((wc - tc).pow(2).mean().sqrt() / tc.std().clamp_min(1e-12))
+        return {"corr": corr, "rel_rmse": rel_rmse, "n": n, "epochs": epochs}
+
+
+class DataWeightNetwork(nn.Module):
+    """``h(x) >= 0`` on standardised data-space points: the player of the latent-reweighting game
+    when ``LatentImportanceNetwork.fit(inputs="data")``; same ReLU MLP and start (w ≈ 1) as w_φ."""
+
+    def __init__(self, data_dim: int, hidden: int, layers: int) -> None:
+        super().__init__()
+        self.net = relu_mlp(int(data_dim), 1, int(hidden), int(layers))
+        nn.init.constant_(self.net[-1].bias, 1.0)
+        nn.init.normal_(self.net[-1].weight, std=1e-3)
+        self.register_buffer("loc", torch.zeros(int(data_dim)))
+        self.register_buffer("scale", torch.ones(int(data_dim)))
+
+    def set_scale(self, x: Tensor) -> None:
+        self.loc.copy_(x.mean(0))
+        self.scale.copy_(x.std(0).clamp_min(1e-6))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.net((x - self.loc) / self.scale).squeeze(-1))
+
+
+def _weighted_emd(x_val: Tensor, x_gen: Tensor, w: Tensor) -> float:
+    """Exact EMD between ``x_val`` and ``x_gen`` weighted by ``w`` (inf if all weights are 0)."""
+    from genrefine.metrics import exact_emd
+
+    w = w.double()
+    if not float(w.sum()) > 0:
+        return math.inf
+    return exact_emd(x_val.cpu().numpy(), x_gen.cpu().numpy(), weights_y=(w / w.sum()).cpu().numpy())
 
 
 @torch.no_grad()
