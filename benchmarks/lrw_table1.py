@@ -120,6 +120,11 @@ def render(doc: dict) -> str:
                        + ("also beat the start on the second held-out set" if w["confirmed"] else "did not beat the start on the second held-out set")
                        + f" ({chk['selected']:.4f} against {chk['initial']:.4f})"
                        + ("" if w["confirmed"] else ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"))
+            if w.get("inputs") == "data":
+                d = w.get("distil")
+                msg = ("the game was played by a data-space weight net h(G(z)); " + msg
+                       + (f"; w_phi(z) distilled from h: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}"
+                          if d and d.get("val_emd") is not None else ""))
             lines.append(f"\nw_phi (selected epoch {w.get('selected_epoch')}): {msg}.")
         lines.append(f"\n![{name}](figures/lrw_{name}.png)\n")
     lines.append("\n## Precision against inference time\n\n![precision vs time](figures/lrw_precision_time.png)\n")
