@@ -117,8 +117,10 @@ def render(doc: dict) -> str:
             else:
                 best = f" ({w['val_emd_best']:.4f} against {w['val_emd_initial']:.4f})" if w.get("val_emd_best") else ""
                 msg = (f"the epoch with the best validation EMD{best} "
-                       + ("also beat the start on the second held-out set" if w["confirmed"] else "did not beat the start on the second held-out set")
-                       + f" ({chk['selected']:.4f} against {chk['initial']:.4f})"
+                       + ("also beat the start on the check data" if w["confirmed"] else "did not beat the start on the check data")
+                       + f" (mean of four held-out parts {chk['selected']:.4f} against {chk['initial']:.4f}"
+                       + (f"; better on {sum(b < a for a, b in zip(chk['initial_parts'], chk['selected_parts']))} of 4 parts, 3 needed"
+                          if "selected_parts" in chk else "") + ")"
                        + ("" if w["confirmed"] else ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"))
             if w.get("inputs") == "data":
                 d = w.get("distil")

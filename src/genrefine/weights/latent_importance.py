@@ -38,6 +38,10 @@ from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
 
 
+#: independent held-out parts on which a selected epoch must confirm its gain
+CHECK_PARTS = 4
+
+
 class LatentImportanceNetwork(nn.Module):
     """``w_φ(z)``: an MLP with ReLU hidden layers and a ReLU output (weights are >= 0).
 
@@ -100,8 +104,8 @@ class LatentImportanceNetwork(nn.Module):
 
         Args:
             generator: the frozen base ``G``; only forward passes are made.
-            data: real samples ``(n, data_dim)``; twice ``val_fraction`` of them (at most 2 x 3000) is
-                held out to select the best epoch and to confirm it.
+            data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 3000) is held
+                out to select the best epoch, and four times as many, in four parts, to confirm it.
             critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
                 ``None`` trains a fresh :class:`Critic` (3 x 128) for ``warmup`` steps first (as
                 the paper does for pre-trained GANs without their discriminator).
@@ -139,17 +143,21 @@ class LatentImportanceNetwork(nn.Module):
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
         rng = np.random.default_rng(0)
         perm = rng.permutation(len(x))
-        n_val = min(3000, max(2, int(val_fraction * len(x)))) if select else 0
+        if select and len(x) < 4 * (1 + CHECK_PARTS):
+            raise ValueError(f"training data: {len(x)} rows are too few to hold out validation and check data "
+                             f"(need >= {4 * (1 + CHECK_PARTS)}, or pass select=False)")
+        # at most half the data is held out
+        n_val = min(3000, max(2, int(val_fraction * len(x))), len(x) // (2 * (1 + CHECK_PARTS))) if select else 0
         x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
-        x_chk = torch.as_tensor(x[perm[n_val:2 * n_val]], device=dev).float()
-        x = torch.as_tensor(x[perm[2 * n_val:]], device=dev).float()
+        x_chk = torch.as_tensor(x[perm[n_val:(1 + CHECK_PARTS) * n_val]], device=dev).float()
+        x = torch.as_tensor(x[perm[(1 + CHECK_PARTS) * n_val:]], device=dev).float()
         if inputs not in ("latent", "data"):
             raise ValueError(f"inputs must be 'latent' or 'data', got {inputs!r}")
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
         z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
-        z_chk, x_gchk = generator.sample_with_latents(max(n_val, 1))
+        z_chk, x_gchk = generator.sample_with_latents(max(CHECK_PARTS * n_val, 1))
         m, mean_penalty = self.m, float(lambda1)
 
         if inputs == "data":  # the game is played by h(x); w_φ learns it afterwards
@@ -287,14 +295,23 @@ class LatentImportanceNetwork(nn.Module):
             self.confirmed_ = None
             self.best_epoch_, self.val_emd_best_ = best_epoch[0], best_score[0]
             if best_epoch[0] > 0:
-                # guard against selecting noise: the chosen epoch must also beat the start on a
-                # second, independent held-out set and generated pool, else w_φ falls back to
-                # its start (w ≈ 1: latentRS then delivers the base distribution)
-                chk_best = val_emd(x_chk, z_chk, x_gchk)
+                # guard against selecting noise: the chosen epoch must also beat the start on
+                # independent held-out data and generated pools, in at least 3 of 4 parts and on
+                # average, else w_φ falls back to its start (w ≈ 1: latentRS then delivers the
+                # base distribution). One part alone is not enough: on the swiss roll a
+                # reweighting that tilted mass along the roll passed a single check by 0.002 and
+                # was 0.019 worse on the test points.
+                def parts() -> list[float]:
+                    return [val_emd(xc, zc, xg) for xc, zc, xg in
+                            zip(x_chk.chunk(CHECK_PARTS), z_chk.chunk(CHECK_PARTS), x_gchk.chunk(CHECK_PARTS))]
+
+                chk_best = parts()
                 net.net.load_state_dict(initial)
-                chk_init = val_emd(x_chk, z_chk, x_gchk)
-                self.check_emd_ = {"selected": chk_best, "initial": chk_init}
-                self.confirmed_ = chk_best < chk_init
+                chk_init = parts()
+                gains = [b - a for a, b in zip(chk_best, chk_init)]
+                self.check_emd_ = {"selected": float(np.mean(chk_best)), "initial": float(np.mean(chk_init)),
+                                   "selected_parts": chk_best, "initial_parts": chk_init}
+                self.confirmed_ = bool(np.mean(gains) > 0 and sum(g > 0 for g in gains) >= CHECK_PARTS - 1)
                 if self.confirmed_:
                     net.net.load_state_dict(best.state_dict())
                 else:
