@@ -126,6 +126,7 @@ def render(doc: dict) -> str:
                 d = w.get("distil")
                 msg = ("the game was played by a data-space weight net h(G(z)); " + msg
                        + (f"; w_phi(z) distilled from h: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}"
+                          + ("" if d.get("confirmed", True) else ", but the distilled net failed the check, so w_phi fell back to w ≈ 1")
                           if d and d.get("val_emd") is not None else ""))
             lines.append(f"\nw_phi (selected epoch {w.get('selected_epoch')}): {msg}.")
         lines.append(f"\n![{name}](figures/lrw_{name}.png)\n")

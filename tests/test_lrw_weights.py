@@ -46,6 +46,7 @@ def test_w_phi_learns_a_known_reweighting(setup, inputs):
         warmup=300, pool_size=20_000, progress=False, inputs=inputs, distil_size=50_000)
     if inputs == "data":  # the distilled latent net reproduces the data-space teacher
         assert w_phi.distil_["corr"] > 0.95, w_phi.distil_
+        assert w_phi.distil_["confirmed"] and w_phi.confirmed_
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     # self-normalised: Eq. (6)'s reward is >= 0 (Δ = min D), so E[w] settles slightly above 1
