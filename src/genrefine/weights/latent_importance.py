@@ -141,6 +141,8 @@ class LatentImportanceNetwork(nn.Module):
             check_positive(v, n, allow_zero=True)
         for v, n in ((lr_w, "lr_w"), (lr_d, "lr_d")):
             check_positive(v, n)
+        if inputs not in ("latent", "data"):
+            raise ValueError(f"inputs must be 'latent' or 'data', got {inputs!r}")
         dev = self.net[0].weight.device
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
         rng = np.random.default_rng(0)
@@ -153,8 +155,6 @@ class LatentImportanceNetwork(nn.Module):
         x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
         x_chk = torch.as_tensor(x[perm[n_val:(1 + CHECK_PARTS) * n_val]], device=dev).float()
         x = torch.as_tensor(x[perm[(1 + CHECK_PARTS) * n_val:]], device=dev).float()
-        if inputs not in ("latent", "data"):
-            raise ValueError(f"inputs must be 'latent' or 'data', got {inputs!r}")
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
@@ -283,9 +283,10 @@ class LatentImportanceNetwork(nn.Module):
                 best_score[0], best_epoch[0] = score, epoch + 1
                 best.load_state_dict((avg or net.net).state_dict())
 
-        mods = {"w_phi" if net is self else "h": net, "critic": crit, "best": best, **({"ema": avg} if avg is not None else {})}
+        player = "w_phi" if net is self else "h"  # checkpoint names
+        mods = {player: net, "critic": crit, "best": best, **({"ema": avg} if avg is not None else {})}
         self.history_ = train_loop(step, (x,), mods,
-                                   {"w_phi" if net is self else "h": opt_w, "critic": opt_d}, epochs, nb, gamma,
+                                   {player: opt_w, "critic": opt_d}, epochs, nb, gamma,
                                    desc="latent importance w_phi", progress=progress, checkpoint=checkpoint,
                                    on_epoch_end=on_epoch_end)
         for rec, r in zip(self.history_[-len(records):] if records else [], records):
