@@ -44,7 +44,7 @@ def main() -> int:
     ap.add_argument("--sets", default="swissroll,gaussians25")
     ap.add_argument("--out", default="runs/lrw")
     ap.add_argument("--n-samples", type=int, default=50_000)
-    ap.add_argument("--eval-n", type=int, default=2000)
+    ap.add_argument("--eval-n", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--docs", default="docs")
     ap.add_argument("--render-only", action="store_true", help="rewrite the docs from docs/lrw/*.json")
@@ -128,7 +128,13 @@ def render(doc: dict) -> str:
                        + (f"; w_phi(z) distilled from h: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}"
                           + ("" if d.get("confirmed", True) else ", but the distilled net failed the check, so w_phi fell back to w ≈ 1")
                           if d and d.get("val_emd") is not None else ""))
-            lines.append(f"\nw_phi (selected epoch {w.get('selected_epoch')}): {msg}.")
+            cands = [c for c in (w.get("candidates") or []) if c["source"] != "game"]
+            if cands:
+                msg += ("; teacher candidates besides the game (validation EMD): "
+                        + ", ".join(f"{c['source']} {c['val_emd']:.4f}" for c in cands)
+                        + f"; w_phi learned from: {w.get('source')}")
+            sel = w.get("selected_epoch")
+            lines.append(f"\nw_phi ({'selected epoch ' + str(sel) if sel is not None else 'teacher: ' + str(w.get('source'))}): {msg}.")
         lines.append(f"\n![{name}](figures/lrw_{name}.png)\n")
     lines.append("\n## Precision against inference time\n\n![precision vs time](figures/lrw_precision_time.png)\n")
     return "\n".join(lines) + "\n"

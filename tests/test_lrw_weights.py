@@ -111,3 +111,59 @@ def test_wgan_gp_base_learns_a_shifted_gaussian():
     assert torch.allclose(s.mean(0), torch.tensor([2.0, -1.0]), atol=0.15), s.mean(0)
     assert torch.allclose(s.std(0), torch.tensor([0.5, 0.5]), atol=0.15), s.std(0)
     assert gen.critic_ is not None and "critic_" not in dict(gen.named_modules())
+
+
+def test_cell_calibration_restores_the_data_mass_of_every_cell():
+    """Generated N(0, I) against data with two modes of unequal mass: a flat teacher (w = 1)
+    calibrated on k-means cells must carry the data's mass in every cell, and so in each mode."""
+    from genrefine.weights.latent_importance import CellCalibrated, KMeansCells
+
+    class Flat(torch.nn.Module):
+        def forward(self, x):
+            return torch.ones(len(x))
+
+    torch.manual_seed(4)
+    data = torch.cat([torch.randn(14_000, 2) * 0.5 + torch.tensor([-1.0, 0.0]),
+                      torch.randn(6_000, 2) * 0.5 + torch.tensor([1.0, 0.0])])
+    gen = torch.randn(40_000, 2) * 1.2
+    cells = KMeansCells(12, data)
+    cal = CellCalibrated(Flat(), cells, m=5.0).fit(data, gen)
+    fresh = torch.randn(40_000, 2) * 1.2
+    w = cal(fresh)
+    assert abs(float(w.mean()) - 1) < 0.05                   # self-normalised
+    assert float(w.max()) <= 5.0 + 1e-6                       # clipped at m
+    left = float(w[fresh[:, 0] < 0].sum() / w.sum())
+    target = float((data[:, 0] < 0).float().mean())           # 0.69 (0.7 of the mass in the left mode)
+    assert abs(left - target) < 0.05, (left, target)          # cells straddle x = 0, hence 0.05
+    assert abs(float((fresh[:, 0] < 0).float().mean()) - 0.5) < 0.02   # before calibration: 0.5
+    lab_d, lab_g = cells(data), cells(fresh)
+    share_d = torch.bincount(lab_d, minlength=12).double() / len(data)
+    share_g = torch.bincount(lab_g, weights=w.double(), minlength=12) / w.double().sum()
+    assert float((share_g - share_d).abs().max()) < 0.02
+
+
+def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
+    """The candidates path of ``fit``: every candidate is scored, the chosen one passes the
+    check or ``w_φ`` falls back to its start, and the distilled ``w_φ`` moves mass towards mu."""
+    gen, data = setup
+    torch.manual_seed(5)
+    w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
+        gen, data, critic=Critic(2, 64, 3), epochs=4, batch_size=256, lr_w=1e-3, lr_d=1e-3, warmup=100,
+        pool_size=20_000, progress=False, inputs="data", distil_size=50_000, smoothed_ratio=[0.0],
+        smoothed_epochs=5, calibrate=8)
+    sources = [c["source"] for c in w_phi.candidates_]
+    assert "smoothed ratio s=0" in sources and "smoothed ratio s=0, calibrated on 8 cells" in sources
+    assert all(math.isfinite(c["val_emd"]) for c in w_phi.candidates_)
+    assert w_phi.source_ != "start" and w_phi.confirmed_, (w_phi.candidates_, w_phi.check_emd_)
+    z = torch.randn(20_000, 2)
+    w = w_phi.weight(z)
+    assert float((w * z[:, 0]).sum() / w.sum()) > 0.3
+    assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6
+
+
+def test_calibrate_needs_data_inputs(setup):
+    gen, data = setup
+    with pytest.raises(ValueError, match="calibrate"):
+        LatentImportanceNetwork(2).fit(gen, data, progress=False, epochs=1, calibrate=8)
+    with pytest.raises(ValueError, match="calibrate"):
+        LatentImportanceNetwork(2).fit(gen, data, progress=False, epochs=1, inputs="data", calibrate=1)

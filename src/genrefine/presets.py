@@ -62,10 +62,13 @@ LRW = {
                   # the game is played by a data-space h(G(z)) and distilled into w_φ(z) (measured
                   # on the 25 Gaussians: validation EMD 0.083 -> 0.067, where w_φ(z) itself did not
                   # move it); an EMA of h's parameters smooths its epoch-to-epoch jumps (validation
-                  # EMD within 0.074-0.087 instead of 0.067-0.092); see docs/latent_reweighting.md
+                  # EMD within 0.074-0.087 instead of 0.067-0.092); see docs/latent_reweighting.md.
+                  # Teacher candidates besides the game: classifier ratios of the plain and the
+                  # blurred (s = 0.1) samples, and all of them calibrated on 40 k-means cells;
+                  # the best on validation data must pass the four-part check (item 15)
                   "fit": {"epochs": 30, "lambda1": 10.0, "lambda2": 3.0, "lr_w": 3e-4, "lr_d": 4e-4,
                           "betas": [0.5, 0.5], "n_critic": 1, "gp_weight": 10.0, "warmup": 500,
-                          "inputs": "data", "ema": 0.995}},
+                          "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40}},
         # Appendix E: N and ε by grid search on EMD (here on held-out training data)
         "latentga": {"n_steps": 10, "step_size": 0.05, "select": True, "grid_steps": [2, 5, 10, 50],
                      "grid_eps": [0.01, 0.05, 0.1]},

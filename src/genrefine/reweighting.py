@@ -111,6 +111,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
                           "check_emd": getattr(w_phi, "check_emd_", None),
                           "inputs": w["fit"].get("inputs", "latent"),
                           "distil": getattr(w_phi, "distil_", None),
+                          "source": getattr(w_phi, "source_", None),
+                          "candidates": getattr(w_phi, "candidates_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)
         makers["latentrs"] = lambda: LatentRejectionSampler(target, bound=w_phi.m)

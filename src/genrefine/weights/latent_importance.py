@@ -99,7 +99,7 @@ class LatentImportanceNetwork(nn.Module):
             pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", critic_fakes: str = "weighted",
             inputs: str = "latent", teacher_hidden: int = 64, distil_size: int = 200_000, distil_epochs: int = 30,
-            progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
+            smoothed_ratio: tuple | list = (), smoothed_epochs: int = 20, calibrate: int = 0, progress: bool = True, checkpoint: str | None = None) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
 
         Args:
@@ -135,6 +135,24 @@ class LatentImportanceNetwork(nn.Module):
                 curved bands of z but in smooth regions of x, where ``h`` can learn it (see
                 docs/latent_reweighting.md). ``distil_`` reports the fit (correlation, relative
                 RMSE) and the distilled net's validation EMD.
+            smoothed_ratio: with ``inputs="data"``, noise scales ``s`` (in units of the data's
+                standard deviation per coordinate) of extra teacher candidates: a data-vs-generated
+                classifier (4 x 64, ``smoothed_epochs`` epochs) trained on both samples blurred by
+                Gaussian noise of scale ``s``, whose odds estimate the ratio of the *smoothed*
+                densities. It sees mass between modes and along a manifold but not a thickness
+                mismatch no reweighting can fix, which an unsmoothed ratio chases (see
+                docs/latent_reweighting.md, item 15). A candidate replaces the game's selected
+                epoch if its validation EMD is lower, and must then pass the same four-part check;
+                ``candidates_`` lists every candidate's validation EMD and ``source_`` says which
+                teacher ``w_φ`` learned from (``"game"``, ``"smoothed ratio s=..."``, or
+                ``"start"`` after a fall back).
+            calibrate: with ``inputs="data"``, a number of cells ``K`` (0: off). Every teacher
+                candidate (the game's selected epoch and the smoothed ratios) is then also offered
+                *calibrated*: the data are cut into ``K`` k-means cells and each candidate's
+                weights are scaled per cell until the clipped, reweighted generated pool puts the
+                data's share of mass in every cell (:class:`CellCalibrated`). Ratio estimates
+                err most in the mass they give whole modes or stretches of a manifold, which is
+                the error the EMD punishes most (docs/latent_reweighting.md, item 15).
         Returns self (eval mode, parameters frozen).
         """
         for v, n in ((lambda1, "lambda1"), (lambda2, "lambda2"), (gp_weight, "gp_weight")):
@@ -143,6 +161,13 @@ class LatentImportanceNetwork(nn.Module):
             check_positive(v, n)
         if inputs not in ("latent", "data"):
             raise ValueError(f"inputs must be 'latent' or 'data', got {inputs!r}")
+        smoothed_ratio = [float(v) for v in (smoothed_ratio or ())]
+        for v in smoothed_ratio:
+            check_positive(v, "smoothed_ratio scale", allow_zero=True)
+        if (smoothed_ratio or calibrate) and (inputs != "data" or not select):
+            raise ValueError("smoothed_ratio and calibrate need inputs='data' and select=True")
+        if calibrate and int(calibrate) < 2:
+            raise ValueError(f"calibrate must be 0 (off) or a number of cells >= 2, got {calibrate!r}")
         dev = self.net[0].weight.device
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
         rng = np.random.default_rng(0)
@@ -293,12 +318,38 @@ class LatentImportanceNetwork(nn.Module):
             rec.update(r)
         if avg is not None and not select:
             net.net.load_state_dict(avg.state_dict())
+        chosen: nn.Module = net  # the teacher (data mode) or w_φ itself that the check scores
+        self.source_ = "game"
         if select:
             net.net.load_state_dict(best.state_dict())
             self.selected_epoch_, self.val_emd_ = best_epoch[0], best_score[0]
             self.confirmed_ = None
             self.best_epoch_, self.val_emd_best_ = best_epoch[0], best_score[0]
-            if best_epoch[0] > 0:
+            self.candidates_ = [{"source": "game", "epoch": best_epoch[0], "val_emd": best_score[0]}]
+            cands: list[tuple[str, nn.Module]] = []
+            if calibrate:
+                game_h = copy.deepcopy(net).eval()
+                cands.append(("game" if best_epoch[0] else "start", game_h))
+            for s in smoothed_ratio:
+                cands.append((f"smoothed ratio s={s:g}", SmoothedRatio(generator.data_dim).to(dev).fit(
+                    x, x_pool, s, epochs=smoothed_epochs, progress=progress)))
+            if calibrate:
+                # at least ~500 training points per cell, so its data share is known to a few %
+                cells = KMeansCells(max(2, min(int(calibrate), len(x) // 500)), x)
+                cands += [(src + f", calibrated on {len(cells.centres)} cells",
+                           CellCalibrated(c, cells, m).fit(x, x_pool)) for src, c in cands]
+                if best_epoch[0]:  # the uncalibrated game is already a candidate
+                    cands.pop(0)
+            for src, cand in cands:
+                with torch.no_grad():
+                    score = _weighted_emd(x_val, x_gval, cand(x_gval).clamp(max=m))
+                self.candidates_.append({"source": src, "val_emd": score})
+                if score < best_score[0]:
+                    best_score[0], chosen, self.source_ = score, cand, src
+                    self.val_emd_ = score
+            if best_epoch[0] == 0 and chosen is net:
+                self.source_ = "start"
+            if best_epoch[0] > 0 or chosen is not net:
                 # guard against selecting noise: the chosen epoch must also beat the start on
                 # independent held-out data and generated pools, in at least 3 of 4 parts and on
                 # average, else w_φ falls back to its start (w ≈ 1: latentRS then delivers the
@@ -309,7 +360,11 @@ class LatentImportanceNetwork(nn.Module):
                     return [score(xc, zc, xg) for xc, zc, xg in
                             zip(x_chk.chunk(CHECK_PARTS), z_chk.chunk(CHECK_PARTS), x_gchk.chunk(CHECK_PARTS))]
 
-                chk_best = parts()
+                def chosen_emd(xv: Tensor, zv: Tensor, xg: Tensor) -> float:
+                    with torch.no_grad():
+                        return _weighted_emd(xv, xg, chosen(xg).clamp(max=m))
+
+                chk_best = parts() if chosen is net else parts(chosen_emd)
                 net.net.load_state_dict(initial)
                 chk_init = parts()
                 self.check_emd_ = {"selected": float(np.mean(chk_best)), "initial": float(np.mean(chk_init)),
@@ -317,16 +372,22 @@ class LatentImportanceNetwork(nn.Module):
                 self.confirmed_ = _confirms(chk_best, chk_init)
                 if self.confirmed_:
                     net.net.load_state_dict(best.state_dict())
+                    if chosen is not net:
+                        self.selected_epoch_ = None  # w_φ learns the smoothed ratio, not an epoch of the game
                 else:
-                    self.selected_epoch_, self.val_emd_ = 0, self.val_emd_initial_
+                    self.selected_epoch_, self.val_emd_, self.source_ = 0, self.val_emd_initial_, "start"
+                    chosen = net
         if net is not self:
             net.eval()
             for p in net.parameters():
                 p.requires_grad_(False)
-            self.__dict__["teacher_"] = net
+            if chosen is not net:
+                chosen.eval()
+            self.__dict__["teacher_"] = chosen
             self.distil_ = None
-            if not select or self.selected_epoch_ > 0:  # else w_φ keeps its start, w ≈ 1
-                self.distil_ = self._distil(generator, net, int(distil_size), int(distil_epochs))
+            if not select or self.source_ != "start" and (self.selected_epoch_ or chosen is not net):
+                # else w_φ keeps its start, w ≈ 1
+                self.distil_ = self._distil(generator, chosen, int(distil_size), int(distil_epochs))
                 if select:
                     # the distilled w_φ is what latentRS uses: it must pass the same check
                     self.distil_["val_emd"] = self._val_emd(x_val, z_val, x_gval)
@@ -336,7 +397,7 @@ class LatentImportanceNetwork(nn.Module):
                     if not self.distil_["confirmed"]:
                         self.net.load_state_dict(own_initial)
                         self.confirmed_ = False
-                        self.selected_epoch_, self.val_emd_ = 0, self.val_emd_initial_
+                        self.selected_epoch_, self.val_emd_, self.source_ = 0, self.val_emd_initial_, "start"
         self.__dict__["critic_"] = crit.eval()
         for p in crit.parameters():
             p.requires_grad_(False)
@@ -403,6 +464,78 @@ class DataWeightNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.net((x - self.loc) / self.scale).squeeze(-1))
+
+
+class SmoothedRatio(nn.Module):
+    """``r_s(x) ≈ (p_data * N_s)(x) / (p_G * N_s)(x)``: the density ratio of the data and the
+    generated samples after both are blurred by Gaussian noise of scale ``s`` (per coordinate,
+    in units of the data's standard deviation), from the odds of a classifier trained on the
+    blurred samples. A teacher candidate of :meth:`LatentImportanceNetwork.fit`."""
+
+    def __init__(self, data_dim: int, hidden: int = 64, layers: int = 4) -> None:
+        super().__init__()
+        from genrefine.weights.classifier import DensityRatioClassifier
+
+        self.clf = DensityRatioClassifier(int(data_dim), hidden, layers)
+
+    def fit(self, data: Tensor, generated: Tensor, scale: float, epochs: int = 20,
+            progress: bool = True) -> "SmoothedRatio":
+        sd = data.std(0, keepdim=True)
+        self.clf.fit(data + scale * sd * torch.randn_like(data), generated + scale * sd * torch.randn_like(generated),
+                     epochs=epochs, progress=progress)
+        return self.eval()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.clf.log_weight(x).clamp(max=30.0).exp()
+
+
+class KMeansCells(nn.Module):
+    """A partition of data space into ``k`` k-means cells of (a subsample of) the data."""
+
+    def __init__(self, k: int, data: Tensor, max_points: int = 50_000) -> None:
+        super().__init__()
+        from sklearn.cluster import KMeans
+
+        xs = data[torch.randperm(len(data), device=data.device)[:max_points]].double().cpu().numpy()
+        km = KMeans(int(k), n_init=1, random_state=0).fit(xs)
+        self.register_buffer("centres", torch.as_tensor(km.cluster_centers_, dtype=data.dtype, device=data.device))
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        """The cell index of each row of ``x``."""
+        return torch.cat([torch.cdist(c, self.centres).argmin(1) for c in x.split(50_000)]) if len(x) else \
+            torch.zeros(0, dtype=torch.long, device=x.device)
+
+
+class CellCalibrated(nn.Module):
+    """``w'(x) = min(w(x) · f_c(x), m)``: a weight function rescaled per cell ``c`` so that the
+    reweighted generated sample carries the data's share of mass in every cell (iterative
+    proportional fitting; cells the generator never reaches keep ``f = 1``)."""
+
+    def __init__(self, teacher: nn.Module, cells: KMeansCells, m: float) -> None:
+        super().__init__()
+        self.teacher, self.cells, self.m = teacher, cells, float(m)
+        self.register_buffer("factors", torch.ones(len(cells.centres), device=cells.centres.device))
+
+    @torch.no_grad()
+    def fit(self, data: Tensor, generated: Tensor, iterations: int = 30) -> "CellCalibrated":
+        k = len(self.factors)
+        target = torch.bincount(self.cells(data), minlength=k).double()
+        target = target / target.sum()
+        lab = self.cells(generated)
+        w = torch.cat([self.teacher(c) for c in generated.split(100_000)]).double()
+        f = torch.ones(k, dtype=torch.float64, device=w.device)
+        for _ in range(int(iterations)):
+            wc = (w * f[lab]).clamp(max=self.m)
+            mass = torch.bincount(lab, weights=wc, minlength=k)
+            mass = mass / mass.sum().clamp_min(1e-300)
+            f = torch.where(mass > 0, f * target / mass.clamp_min(1e-300), f)
+            f = f / (w * f[lab]).clamp(max=self.m).mean().clamp_min(1e-300)  # mean weight 1, as Eq. (6) asks
+        self.factors.copy_(f.float())
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (self.teacher(x) * self.factors[self.cells(x)]).clamp(max=self.m)
 
 
 def _confirms(selected: list[float], initial: list[float]) -> bool:
