@@ -111,33 +111,39 @@ def render(doc: dict) -> str:
                      f"| {pm(first['recall']['floor'], 3)} | | |")
         w = r.get("w_phi", {})
         if w:
-            chk = w.get("check_emd") or {}
-            if w.get("confirmed") is None:
-                msg = f"no epoch beat the start on the validation set ({w.get('val_emd_initial'):.4f})"
-            else:
-                best = f" ({w['val_emd_best']:.4f} against {w['val_emd_initial']:.4f})" if w.get("val_emd_best") else ""
-                msg = (f"the epoch with the best validation EMD{best} "
-                       + ("also beat the start on the check data" if w["confirmed"] else "did not beat the start on the check data")
-                       + f" (mean of four held-out parts {chk['selected']:.4f} against {chk['initial']:.4f}"
-                       + (f"; better on {sum(b < a for a, b in zip(chk['initial_parts'], chk['selected_parts']))} of 4 parts, 3 needed"
-                          if "selected_parts" in chk else "") + ")"
-                       + ("" if w["confirmed"] else ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"))
-            if w.get("inputs") == "data":
-                d = w.get("distil")
-                msg = ("the game was played by a data-space weight net h(G(z)); " + msg
-                       + (f"; w_phi(z) distilled from h: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}"
-                          + ("" if d.get("confirmed", True) else ", but the distilled net failed the check, so w_phi fell back to w ≈ 1")
-                          if d and d.get("val_emd") is not None else ""))
-            cands = [c for c in (w.get("candidates") or []) if c["source"] != "game"]
-            if cands:
-                msg += ("; teacher candidates besides the game (validation EMD): "
-                        + ", ".join(f"{c['source']} {c['val_emd']:.4f}" for c in cands)
-                        + f"; w_phi learned from: {w.get('source')}")
-            sel = w.get("selected_epoch")
-            lines.append(f"\nw_phi ({'selected epoch ' + str(sel) if sel is not None else 'teacher: ' + str(w.get('source'))}): {msg}.")
+            lines.append(f"\nw_phi (learned from: {w.get('source') or 'game'}): {w_phi_text(w)}.")
         lines.append(f"\n![{name}](figures/lrw_{name}.png)\n")
     lines.append("\n## Precision against inference time\n\n![precision vs time](figures/lrw_precision_time.png)\n")
     return "\n".join(lines) + "\n"
+
+
+def w_phi_text(w: dict) -> str:
+    """One paragraph on how w_phi was chosen: every teacher candidate's validation EMD, the
+    check of the best one, and the distillation."""
+    chk = w.get("check_emd") or {}
+    cands = w.get("candidates") or [{"source": "game", "epoch": w.get("best_epoch"), "val_emd": w.get("val_emd_best")}]
+    cands = [c for c in cands if c.get("val_emd") is not None]
+    msg = ("the game was played by a data-space weight net h(G(z)). " if w.get("inputs") == "data" else "")
+    msg += (f"Validation EMD of each teacher candidate against the start's (w ≈ 1) {w['val_emd_initial']:.4f}: "
+            + ", ".join(f"{c['source']}{' (epoch %d)' % c['epoch'] if c.get('epoch') else ''} {c['val_emd']:.4f}"
+                        for c in cands))
+    if w.get("confirmed") is None:
+        return msg + "; none beat the start, so w_phi kept it and latentRS delivers the base distribution"
+    best = min(cands, key=lambda c: c["val_emd"])
+    n_better = sum(b < a for a, b in zip(chk.get("initial_parts", []), chk.get("selected_parts", [])))
+    msg += (f". The best ({best['source']}) scored {chk['selected']:.4f} against the start's {chk['initial']:.4f} "
+            f"on four held-out check parts (better on {n_better} of 4; the mean and 3 of 4 must improve)")
+    if not w["confirmed"]:
+        d = w.get("distil")
+        if d and d.get("confirmed") is False:
+            return msg + (f"; the distilled w_phi(z) (correlation {d['corr']:.3f}) failed the same check, so w_phi "
+                          "fell back to its start (w ≈ 1) and latentRS delivers the base distribution")
+        return msg + ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"
+    d = w.get("distil")
+    if d and d.get("val_emd") is not None:
+        msg += (f"; w_phi(z) distilled from it: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}, "
+                f"check parts better {sum(b < a for a, b in zip(chk['initial_parts'], d['check_parts']))} of 4")
+    return msg
 
 
 def precision_time_figure(results: dict, path: str) -> None:
