@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from genrefine.checkpoint import atomic_write_text
 from genrefine.pipeline import run_refinement
 
 # LaSeR Table 3: value (error) in the paper's convention, 2M points per sample.
@@ -92,8 +93,7 @@ def main() -> int:
         shutil.copy(os.path.join(args.out, name, "figures", "refinement.png"), os.path.join(args.docs, "figures", f"{name}.png"))
         results[name]["command"] = ("python benchmarks/laser_table3.py " + " ".join(sys.argv[1:])).strip()
         os.makedirs(os.path.join(args.docs, "table3"), exist_ok=True)
-        with open(os.path.join(args.docs, "table3", f"{name}.json"), "w") as fh:
-            json.dump(results[name], fh, indent=2)
+        atomic_write_text(os.path.join(args.docs, "table3", f"{name}.json"), json.dumps(results[name], indent=2))
         print(f"{name}: {wall:.0f} s; checks {json.dumps(results[name]['checks'])}", flush=True)
     # merge every set measured so far (sets may be run by separate processes)
     results = {}
@@ -104,10 +104,9 @@ def main() -> int:
                 results[name] = json.load(fh)
     commands = sorted({r["command"] for r in results.values()})
     doc = {"command": " ; ".join(commands), "preset": "quick", "seed": args.seed, "results": results}
-    with open(os.path.join(args.docs, "laser_table3.json"), "w") as fh:
-        json.dump(doc, fh, indent=2)
-    with open(os.path.join(args.docs, "laser_table3.md"), "w") as fh:
-        fh.write(render(doc))
+    text = render(doc)  # before anything is written, so a rendering error leaves the docs as they were
+    atomic_write_text(os.path.join(args.docs, "laser_table3.json"), json.dumps(doc, indent=2))
+    atomic_write_text(os.path.join(args.docs, "laser_table3.md"), text)
     return 0
 
 

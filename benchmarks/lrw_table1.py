@@ -19,6 +19,9 @@ import shutil
 import sys
 import time
 
+import numpy as np
+
+from genrefine.checkpoint import atomic_write_text
 from genrefine.pipeline import run_refinement
 
 # Table 1 of the paper: EMD ± 97% interval (n not stated; see docs/latent_reweighting.md).
@@ -64,8 +67,7 @@ def main() -> int:
                "command": ("python benchmarks/lrw_table1.py " + " ".join(sys.argv[1:])).strip()}
         os.makedirs(os.path.join(args.docs, "lrw"), exist_ok=True)
         os.makedirs(os.path.join(args.docs, "figures"), exist_ok=True)
-        with open(os.path.join(args.docs, "lrw", f"{name}.json"), "w") as fh:
-            json.dump(out, fh, indent=2, default=float)
+        atomic_write_text(os.path.join(args.docs, "lrw", f"{name}.json"), json.dumps(out, indent=2, default=float))
         shutil.copy(os.path.join(args.out, name, "figures", "refinement.png"),
                     os.path.join(args.docs, "figures", f"lrw_{name}.png"))
         print(f"{name}: {wall:.0f} s; EMD " + ", ".join(f"{k} {v['emd']['mean']:.4f}" for k, v in out["scores"].items()),
@@ -78,10 +80,9 @@ def main() -> int:
                 results[name] = json.load(fh)
     doc = {"command": " ; ".join(sorted({r["command"] for r in results.values()})), "preset": "quick",
            "seed": args.seed, "results": results}
-    with open(os.path.join(args.docs, "lrw_table1.json"), "w") as fh:
-        json.dump(doc, fh, indent=2)
-    with open(os.path.join(args.docs, "lrw_table1.md"), "w") as fh:
-        fh.write(render(doc))
+    text = render(doc)  # before anything is written, so a rendering error leaves the docs as they were
+    atomic_write_text(os.path.join(args.docs, "lrw_table1.json"), json.dumps(doc, indent=2))
+    atomic_write_text(os.path.join(args.docs, "lrw_table1.md"), text)
     precision_time_figure(results, os.path.join(args.docs, "figures", "lrw_precision_time.png"))
     return 0
 
@@ -117,6 +118,12 @@ def render(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _gain(initial: list, selected: list) -> str:
+    g = np.array(initial) - np.array(selected)
+    se = g.std(ddof=1) / np.sqrt(len(g)) if len(g) > 1 else float("nan")
+    return f"mean gain {g.mean():.4f} ± {se:.4f}, better on {int((g > 0).sum())} of {len(g)}"
+
+
 def w_phi_text(w: dict) -> str:
     """One paragraph on how w_phi was chosen: every teacher candidate's validation EMD, the
     check of the best one, and the distillation."""
@@ -130,9 +137,9 @@ def w_phi_text(w: dict) -> str:
     if w.get("confirmed") is None:
         return msg + "; none beat the start, so w_phi kept it and latentRS delivers the base distribution"
     best = min(cands, key=lambda c: c["val_emd"])
-    n_better = sum(b < a for a, b in zip(chk.get("initial_parts", []), chk.get("selected_parts", [])))
     msg += (f". The best ({best['source']}) scored {chk['selected']:.4f} against the start's {chk['initial']:.4f} "
-            f"on four held-out check parts (better on {n_better} of 4; the mean and 3 of 4 must improve)")
+            f"on {len(chk.get('initial_parts', []))} held-out check parts ({_gain(chk['initial_parts'], chk['selected_parts'])}; "
+            "the mean gain must be at least its standard error)")
     if not w["confirmed"]:
         d = w.get("distil")
         if d and d.get("confirmed") is False:
@@ -142,7 +149,7 @@ def w_phi_text(w: dict) -> str:
     d = w.get("distil")
     if d and d.get("val_emd") is not None:
         msg += (f"; w_phi(z) distilled from it: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}, "
-                f"check parts better {sum(b < a for a, b in zip(chk['initial_parts'], d['check_parts']))} of 4")
+                f"on the check parts {_gain(chk['initial_parts'], d['check_parts'])}")
     return msg
 
 
