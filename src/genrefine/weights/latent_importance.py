@@ -36,6 +36,7 @@ from genrefine.generators.wgan import Critic, gradient_penalty, relu_mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
+from genrefine.weights.classifier import DensityRatioClassifier
 
 
 #: independent held-out parts on which a selected epoch must confirm its gain
@@ -326,20 +327,15 @@ class LatentImportanceNetwork(nn.Module):
             self.confirmed_ = None
             self.best_epoch_, self.val_emd_best_ = best_epoch[0], best_score[0]
             self.candidates_ = [{"source": "game", "epoch": best_epoch[0], "val_emd": best_score[0]}]
-            cands: list[tuple[str, nn.Module]] = []
-            if calibrate:
-                game_h = copy.deepcopy(net).eval()
-                cands.append(("game" if best_epoch[0] else "start", game_h))
-            for s in smoothed_ratio:
-                cands.append((f"smoothed ratio s={s:g}", SmoothedRatio(generator.data_dim).to(dev).fit(
-                    x, x_pool, s, epochs=smoothed_epochs, progress=progress)))
+            ratios = [(f"smoothed ratio s={s:g}", SmoothedRatio(generator.data_dim).to(dev).fit(
+                x, x_pool, s, epochs=smoothed_epochs, progress=progress)) for s in smoothed_ratio]
+            cands = list(ratios)  # the game's own selected epoch is scored already
             if calibrate:
                 # at least ~500 training points per cell, so its data share is known to a few %
                 cells = KMeansCells(max(2, min(int(calibrate), len(x) // 500)), x)
-                cands += [(src + f", calibrated on {len(cells.centres)} cells",
-                           CellCalibrated(c, cells, m).fit(x, x_pool)) for src, c in cands]
-                if best_epoch[0]:  # the uncalibrated game is already a candidate
-                    cands.pop(0)
+                game = ("game" if best_epoch[0] else "start", copy.deepcopy(net).eval())
+                cands += [(src + f", calibrated on {len(cells.centres)} cells", CellCalibrated(c, cells, m).fit(x, x_pool))
+                          for src, c in [game] + ratios]
             for src, cand in cands:
                 with torch.no_grad():
                     score = _weighted_emd(x_val, x_gval, cand(x_gval).clamp(max=m))
@@ -385,8 +381,7 @@ class LatentImportanceNetwork(nn.Module):
                 chosen.eval()
             self.__dict__["teacher_"] = chosen
             self.distil_ = None
-            if not select or self.source_ != "start" and (self.selected_epoch_ or chosen is not net):
-                # else w_φ keeps its start, w ≈ 1
+            if self.source_ != "start":  # else w_φ keeps its start, w ≈ 1
                 self.distil_ = self._distil(generator, chosen, int(distil_size), int(distil_epochs))
                 if select:
                     # the distilled w_φ is what latentRS uses: it must pass the same check
@@ -474,8 +469,6 @@ class SmoothedRatio(nn.Module):
 
     def __init__(self, data_dim: int, hidden: int = 64, layers: int = 4) -> None:
         super().__init__()
-        from genrefine.weights.classifier import DensityRatioClassifier
-
         self.clf = DensityRatioClassifier(int(data_dim), hidden, layers)
 
     def fit(self, data: Tensor, generated: Tensor, scale: float, epochs: int = 20,
