@@ -175,3 +175,28 @@ def test_mean_interval_is_student_t():
 
     assert out["mean"] == 5.5
     assert out["interval"] == pytest.approx(stats.t.ppf(0.985, 9) * np.std(v, ddof=1) / math.sqrt(10))
+
+
+class Shift:
+    """A stand-in for a gradient-step sampler: prior draws moved by ``n_steps * step_size``
+    along the first axis."""
+
+    def __init__(self, n_steps, step_size):
+        self.shift = n_steps * step_size
+
+    def sample(self, n):
+        z = torch.randn(n, 2)
+        z[:, 0] += self.shift
+        return z
+
+
+@pytest.mark.parametrize("data_shift, expect", [(-0.5, (0, 0.01)), (1.0, (10, 0.1))])
+def test_step_grid_keeps_no_ascent_when_steps_hurt_and_the_right_pair_when_they_help(data_shift, expect):
+    from genrefine.reweighting import select_by_val_emd
+
+    torch.manual_seed(5)
+    x_val = (torch.randn(800, 2) + torch.tensor([data_shift, 0.0])).numpy()
+    sel = select_by_val_emd(Shift, Identity(2, 2).freeze(), x_val, (0, 2, 5, 10, 50), (0.01, 0.05, 0.1))
+    assert (sel["n_steps"], sel["step_size"]) == expect
+    assert sum(g["n_steps"] == 0 for g in sel["grid"]) == 1  # ε is not varied without steps
+    assert len(sel["grid"]) == 1 + 4 * 3
