@@ -125,26 +125,41 @@ def _gain(initial: list, selected: list) -> str:
 
 
 def w_phi_text(w: dict) -> str:
-    """One paragraph on how w_phi was chosen: every teacher candidate's validation EMD, the
-    check of the best one, and the distillation."""
+    """One paragraph on how w_phi was chosen: every teacher candidate's EMD on the check parts
+    (and on the validation set), the test of the best one, and the distillation."""
     chk = w.get("check_emd") or {}
     cands = w.get("candidates") or [{"source": "game", "epoch": w.get("best_epoch"), "val_emd": w.get("val_emd_best")}]
     cands = [c for c in cands if c.get("val_emd") is not None]
     msg = ("the game was played by a data-space weight net h(G(z)). " if w.get("inputs") == "data" else "")
-    msg += (f"Validation EMD of each teacher candidate against the start's (w ≈ 1) {w['val_emd_initial']:.4f}: "
-            + ", ".join(f"{c['source']}{' (epoch %d)' % c['epoch'] if c.get('epoch') else ''} {c['val_emd']:.4f}"
-                        for c in cands))
+
+    def name(c: dict) -> str:
+        return f"{c['source']}{' (epoch %d)' % c['epoch'] if c.get('epoch') else ''}"
+    on_check = any("check_emd" in c for c in cands)
+    if on_check:
+        msg += (f"Mean EMD of each teacher candidate on the {len(chk.get('initial_parts', []))} held-out check "
+                f"parts against the start's (w ≈ 1) {chk['initial']:.4f} (validation EMD in parentheses): "
+                + ", ".join(f"{name(c)} {c['check_emd']:.4f} ({c['val_emd']:.4f})" for c in cands))
+    else:
+        msg += (f"Validation EMD of each teacher candidate against the start's (w ≈ 1) {w['val_emd_initial']:.4f}: "
+                + ", ".join(f"{name(c)} {c['val_emd']:.4f}" for c in cands))
     if w.get("confirmed") is None:
         return msg + "; none beat the start, so w_phi kept it and latentRS delivers the base distribution"
-    best = min(cands, key=lambda c: c["val_emd"])
-    msg += (f". The best ({best['source']}) scored {chk['selected']:.4f} against the start's {chk['initial']:.4f} "
-            f"on {len(chk.get('initial_parts', []))} held-out check parts ({_gain(chk['initial_parts'], chk['selected_parts'])}; "
-            "the mean gain must be at least its standard error)")
+    thr = chk.get("threshold", 1.0)
+    rule = f"the mean gain must be at least {'its standard error' if thr == 1 else '%g standard errors' % thr}"
+    if on_check:
+        best = min(cands, key=lambda c: c["check_emd"])
+        msg += f". The best, {best['source']}: {_gain(chk['initial_parts'], chk['selected_parts'])} ({rule})"
+    else:
+        best = min(cands, key=lambda c: c["val_emd"])
+        msg += (f". The best ({best['source']}) scored {chk['selected']:.4f} against the start's {chk['initial']:.4f} "
+                f"on {len(chk.get('initial_parts', []))} held-out check parts "
+                f"({_gain(chk['initial_parts'], chk['selected_parts'])}; {rule})")
     if not w["confirmed"]:
         d = w.get("distil")
         if d and d.get("confirmed") is False:
-            return msg + (f"; the distilled w_phi(z) (correlation {d['corr']:.3f}) failed the same check, so w_phi "
-                          "fell back to its start (w ≈ 1) and latentRS delivers the base distribution")
+            return msg + (f"; the distilled w_phi(z) (correlation {d['corr']:.3f}) failed the check (its mean gain "
+                          "must be at least its standard error), so w_phi fell back to its start (w ≈ 1) and "
+                          "latentRS delivers the base distribution")
         return msg + ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"
     d = w.get("distil")
     if d and d.get("val_emd") is not None:
