@@ -153,8 +153,12 @@ def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
         smoothed_epochs=5, calibrate=8)
     sources = [c["source"] for c in w_phi.candidates_]
     assert "smoothed ratio s=0" in sources and "smoothed ratio s=0, calibrated on 8 cells" in sources
-    assert all(math.isfinite(c["val_emd"]) for c in w_phi.candidates_)
+    assert all(math.isfinite(c["val_emd"]) and math.isfinite(c["check_emd"]) for c in w_phi.candidates_)
     assert w_phi.source_ != "start" and w_phi.confirmed_, (w_phi.candidates_, w_phi.check_emd_)
+    # chosen on the check parts, by the stricter rule for the best of several
+    best = min(w_phi.candidates_, key=lambda c: c["check_emd"])
+    assert w_phi.source_ == best["source"] and w_phi.check_emd_["selected"] == best["check_emd"]
+    assert w_phi.check_emd_["threshold"] == 2.0 and len(w_phi.check_emd_["selected_parts"]) == 8
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     assert float((w * z[:, 0]).sum() / w.sum()) > 0.3
