@@ -52,7 +52,8 @@ def select_by_val_emd(make: Callable[[int, float], object], base: Generator, x_v
     ``(n_steps, step_size)`` draw ``len(x_val)`` samples with ``make(n_steps, step_size)``
     (same seed for every candidate, so all start from the same latents) and keep the pair whose
     samples have the lowest exact EMD to the held-out ``x_val``; ties go to the earlier pair, so
-    put ``0`` (no steps) first in ``grid_steps`` to prefer leaving the samples alone. Returns ``{"n_steps", "step_size", "val_emd", "grid"}``."""
+    put ``0`` (no steps) first in ``grid_steps`` to prefer leaving the samples alone.
+    Returns ``{"n_steps", "step_size", "val_emd", "grid"}``."""
     grid = []
     for n_steps in grid_steps:
         for eps in (grid_eps[:1] if int(n_steps) == 0 else grid_eps):  # no steps: ε is irrelevant
