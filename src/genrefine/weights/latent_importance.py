@@ -331,11 +331,12 @@ class LatentImportanceNetwork(nn.Module):
             self.candidates_ = [{"source": "game", "epoch": best_epoch[0], "val_emd": best_score[0]}]
             ratios = [(f"smoothed ratio s={s:g}", SmoothedRatio(generator.data_dim).to(dev).fit(
                 x, x_pool, s, epochs=smoothed_epochs, progress=progress)) for s in smoothed_ratio]
-            cands = list(ratios)  # the game's own selected epoch is scored already
+            cands = list(ratios)
+            game_h = copy.deepcopy(net).eval()  # the game's selected epoch (its start if none)
             if calibrate:
                 # at least ~500 training points per cell, so its data share is known to a few %
                 cells = KMeansCells(max(2, min(int(calibrate), len(x) // 500)), x)
-                game = ("game" if best_epoch[0] else "start", copy.deepcopy(net).eval())
+                game = ("game" if best_epoch[0] else "start", game_h)
                 cands += [(src + f", calibrated on {len(cells.centres)} cells", CellCalibrated(c, cells, m).fit(x, x_pool))
                           for src, c in [game] + ratios]
 
@@ -356,7 +357,7 @@ class LatentImportanceNetwork(nn.Module):
                 # test points gave it a gain of 0.005 ± 0.001); the lowest mean is kept if its
                 # gain over the start is at least two standard errors (the bar for picking the
                 # best of several, docs/latent_reweighting.md item 18)
-                pool = ([("game", copy.deepcopy(net).eval())] if best_epoch[0] else []) + cands
+                pool = ([("game", game_h)] if best_epoch[0] else []) + cands
                 net.net.load_state_dict(initial)
                 chk_init = parts()
                 self.candidates_, chk = [], []
@@ -567,7 +568,8 @@ def _confirms(selected: list[float], initial: list[float], threshold: float = 1.
     0.6 standard deviations of a part's noise 76% (simulated); the former rule (the mean and 3
     of 4 parts) passed 29% and 69%. When the best of six candidates is checked on the parts
     that picked it, t ≥ 2 passes 21% of neutral sets and 81% of those with one candidate one
-    standard deviation better (77% with that candidate) (simulated, candidates independent: the worst case)."""
+    standard deviation better, 77% with that candidate (simulated with independent candidates,
+    the worst case)."""
     gains = np.array([b - a for a, b in zip(selected, initial)], dtype=float)
     if len(gains) < 2:
         return bool(len(gains) == 1 and gains[0] > 0)
