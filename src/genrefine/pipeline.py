@@ -262,11 +262,15 @@ def run_refinement(
     c = cfg["classifier"]
 
     def fit_classifier(gen: Generator, tag: str) -> tuple[DensityRatioClassifier, torch.Tensor, torch.Tensor, torch.Tensor]:
-        z_tr, x_tr = gen.sample_with_latents(len(x_train))
+        # the classifier sees generated_per_data x as many generated samples as data rows; the
+        # refiners train on the first len(x_train) of them with their weights
+        n_gen = max(2, int(round(float(c.get("generated_per_data", 1)) * len(x_train))))
+        z_tr, x_tr = gen.sample_with_latents(n_gen)
         clf = DensityRatioClassifier(dim, c["hidden"], c["layers"]).to(dev)
         _, timings[f"train_classifier{tag}"] = _timed(lambda: clf.fit(
             x_train_t, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
             progress=progress, checkpoint=ckpt("classifier" + tag)))
+        z_tr, x_tr = z_tr[: len(x_train)], x_tr[: len(x_train)]
         w_tr = clf.weight(x_tr)
         return clf, z_tr, x_tr, w_tr
 
