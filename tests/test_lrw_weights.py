@@ -15,7 +15,7 @@ import torch
 from genrefine.generators.base import Generator
 from genrefine.generators.wgan import Critic, WGANGenerator
 from genrefine.weights.discriminator import DiscriminatorRatio
-from genrefine.weights.latent_importance import LatentImportanceNetwork
+from genrefine.weights.latent_importance import CHECK_PARTS, LatentImportanceNetwork
 
 MU = torch.tensor([0.6, 0.0])
 
@@ -158,7 +158,7 @@ def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
     # chosen on the check parts, by the stricter rule for the best of several
     best = min(w_phi.candidates_, key=lambda c: c["check_emd"])
     assert w_phi.source_ == best["source"] and w_phi.check_emd_["selected"] == best["check_emd"]
-    assert w_phi.check_emd_["threshold"] == 2.0 and len(w_phi.check_emd_["selected_parts"]) == 8
+    assert w_phi.check_emd_["threshold"] == 2.0 and len(w_phi.check_emd_["selected_parts"]) == CHECK_PARTS
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     assert float((w * z[:, 0]).sum() / w.sum()) > 0.3

@@ -70,8 +70,8 @@ LRW = {
                   # EMD within 0.074-0.087 instead of 0.067-0.092); see docs/latent_reweighting.md.
                   # Teacher candidates besides the game: classifier ratios of the plain and the
                   # blurred (s = 0.1) samples, and all of them calibrated on 40 k-means cells;
-                  # every candidate is scored on the eight held-out check parts and the best must
-                  # beat w ≈ 1 there by two standard errors (items 15, 16, 18)
+                  # every candidate is scored on the sixteen held-out check parts and the best must
+                  # beat w ≈ 1 there by two standard errors (items 15, 16, 18, 19)
                   "fit": {"epochs": 30, "lambda1": 10.0, "lambda2": 3.0, "lr_w": 3e-4, "lr_d": 4e-4,
                           "betas": [0.5, 0.5], "n_critic": 1, "gp_weight": 10.0, "warmup": 500,
                           "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40}},

@@ -39,8 +39,14 @@ from genrefine.validation import check_array, check_positive
 from genrefine.weights.classifier import DensityRatioClassifier
 
 
-#: independent held-out parts on which a selected epoch must confirm its gain
-CHECK_PARTS = 8
+#: independent held-out parts on which a selected epoch must confirm its gain, and their size
+#: (at most; never larger than the validation set). Sixteen parts of 2000 points instead of
+#: eight of 3000: a part's paired noise barely depends on its size (swiss roll: sd of the gain
+#: 0.0035 / 0.0026 / 0.0030 at n = 1500 / 3000 / 5000) while the gain of a good reweighting does
+#: (0.0021 / 0.0021 / 0.0028), so more, smaller parts detect it more often at the same cost
+#: (docs/latent_reweighting.md item 19)
+CHECK_PARTS = 16
+CHECK_SIZE = 2000
 
 
 class LatentImportanceNetwork(nn.Module):
@@ -106,7 +112,8 @@ class LatentImportanceNetwork(nn.Module):
         Args:
             generator: the frozen base ``G``; only forward passes are made.
             data: real samples ``(n, data_dim)``; ``val_fraction`` of them (at most 3000) is held
-                out to select the best epoch, and eight times as many, in eight parts, to confirm it.
+                out to select the best epoch, and ``CHECK_PARTS`` parts of at most ``CHECK_SIZE``
+                rows (and no more than the validation set) to confirm it.
             critic: a trained critic to start from (the WGAN-GP base's); a copy is trained.
                 ``None`` trains a fresh :class:`Critic` (3 x 128) for ``warmup`` steps first (as
                 the paper does for pre-trained GANs without their discriminator).
@@ -117,7 +124,7 @@ class LatentImportanceNetwork(nn.Module):
             pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
             select: keep the epoch whose reweighted validation EMD,
                 ``EMD(x_val, G(z_val); min(w, m))`` on a fixed pool, is lowest (the initial
-                ``w ≈ 1`` included), provided it also beats the start on eight independent
+                ``w ≈ 1`` included), provided it also beats the start on sixteen independent
                 held-out parts, by a mean gain at least its standard error (:func:`_confirms`;
                 ``confirmed_``, ``check_emd_``); otherwise fall back to the start. With ``inputs="data"`` the
                 distilled ``w_φ`` must pass the same check. ``history_`` records every
@@ -143,7 +150,7 @@ class LatentImportanceNetwork(nn.Module):
                 densities. It sees mass between modes and along a manifold but not a thickness
                 mismatch no reweighting can fix, which an unsmoothed ratio chases (see
                 docs/latent_reweighting.md, item 15). With candidates, every one (the game's
-                selected epoch included) is scored on the eight check parts; the lowest mean is
+                selected epoch included) is scored on the sixteen check parts; the lowest mean is
                 kept if its gain over the start is at least two standard errors (the bar for
                 the best of several), else ``w_φ`` falls back to its start. ``candidates_``
                 lists every candidate's validation and check EMD and ``source_`` says which
@@ -180,14 +187,15 @@ class LatentImportanceNetwork(nn.Module):
                              f"(need >= {4 * (1 + CHECK_PARTS)}, or pass select=False)")
         # at most half the data is held out
         n_val = min(3000, max(2, int(val_fraction * len(x))), len(x) // (2 * (1 + CHECK_PARTS))) if select else 0
+        n_chk = min(CHECK_SIZE, n_val)
         x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
-        x_chk = torch.as_tensor(x[perm[n_val:(1 + CHECK_PARTS) * n_val]], device=dev).float()
-        x = torch.as_tensor(x[perm[(1 + CHECK_PARTS) * n_val:]], device=dev).float()
+        x_chk = torch.as_tensor(x[perm[n_val:n_val + CHECK_PARTS * n_chk]], device=dev).float()
+        x = torch.as_tensor(x[perm[n_val + CHECK_PARTS * n_chk:]], device=dev).float()
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
         z_val, x_gval = generator.sample_with_latents(max(n_val, 1))
-        z_chk, x_gchk = generator.sample_with_latents(max(CHECK_PARTS * n_val, 1))
+        z_chk, x_gchk = generator.sample_with_latents(max(CHECK_PARTS * n_chk, 1))
         m, mean_penalty = self.m, float(lambda1)
 
         if inputs == "data":  # the game is played by h(x); w_φ learns it afterwards
@@ -351,7 +359,7 @@ class LatentImportanceNetwork(nn.Module):
                 return score
 
             if cands:
-                # several teachers compete: each is scored on the eight held-out check parts (the
+                # several teachers compete: each is scored on the sixteen held-out check parts (the
                 # one validation set is too noisy to pick among them: on the swiss roll it ranked
                 # the calibrated blurred ratio below w ≈ 1, 0.0655 against 0.0623, while fresh
                 # test points gave it a gain of 0.005 ± 0.001); the lowest mean is kept if its
@@ -385,7 +393,7 @@ class LatentImportanceNetwork(nn.Module):
                     self.selected_epoch_, self.val_emd_, self.source_ = 0, self.val_emd_initial_, "start"
             elif best_epoch[0] > 0:
                 # guard against selecting noise: the game's selected epoch must also beat the start on
-                # independent held-out data and generated pools (eight parts, mean gain at least
+                # independent held-out data and generated pools (sixteen parts, mean gain at least
                 # its standard error), else w_φ falls back to its start (w ≈ 1: latentRS then delivers the
                 # base distribution). One part alone is not enough: on the swiss roll a
                 # reweighting that tilted mass along the roll passed a single check by 0.002 and
@@ -563,13 +571,13 @@ class CellCalibrated(nn.Module):
 def _confirms(selected: list[float], initial: list[float], threshold: float = 1.0) -> bool:
     """The check's rule: the mean gain over the held-out parts (EMD of the start minus EMD of
     the candidate, paired on the same points) is positive and at least its standard error
-    (a one-sided paired t of 1 or more), or ``threshold`` standard errors. With eight parts a
-    candidate that changes nothing passes the t ≥ 1 rule 17% of the time, and one whose gain is
-    0.6 standard deviations of a part's noise 76% (simulated); the former rule (the mean and 3
-    of 4 parts) passed 29% and 69%. When the best of six candidates is checked on the parts
-    that picked it, t ≥ 2 passes 21% of neutral sets and 81% of those with one candidate one
-    standard deviation better, 77% with that candidate (simulated with independent candidates,
-    the worst case)."""
+    (a one-sided paired t of 1 or more), or ``threshold`` standard errors. Simulated with
+    sixteen parts (eight in brackets): a candidate that changes nothing passes the t ≥ 1 rule
+    16% (17%) of the time, and one whose gain is 0.6 standard deviations of a part's noise 92%
+    (76%). When the best of six candidates is checked on the parts that picked it, t ≥ 2 passes
+    17% (21%) of neutral sets, and with one candidate 0.6 standard deviations better picks
+    that candidate 64% (38%) of the time, one standard deviation better 97% (77%) (independent
+    candidates, the worst case)."""
     gains = np.array([b - a for a, b in zip(selected, initial)], dtype=float)
     if len(gains) < 2:
         return bool(len(gains) == 1 and gains[0] > 0)
