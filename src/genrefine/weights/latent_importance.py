@@ -42,9 +42,9 @@ from genrefine.weights.classifier import DensityRatioClassifier
 #: independent held-out parts on which a selected epoch must confirm its gain, and their size
 #: (at most; never larger than the validation set). Sixteen parts of 2000 points instead of
 #: eight of 3000: a part's paired noise barely depends on its size (swiss roll: sd of the gain
-#: 0.0035 / 0.0026 / 0.0030 at n = 1500 / 3000 / 5000) while the gain of a good reweighting does
-#: (0.0021 / 0.0021 / 0.0028), so more, smaller parts detect it more often at the same cost
-#: (docs/latent_reweighting.md item 19)
+#: 0.0035 / 0.0026 / 0.0030 at n = 1500 / 3000 / 5000) and the gain of a good reweighting
+#: shrinks only a little at smaller n (0.0021 / 0.0021 / 0.0028), so more, smaller parts
+#: detect it more often at the same cost (docs/latent_reweighting.md item 19)
 CHECK_PARTS = 16
 CHECK_SIZE = 2000
 
