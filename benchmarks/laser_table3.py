@@ -74,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
     results = {}
     for name in args.sets.split(","):
-        data = name
+        data, extra = name, {}
         if name == "checkerboard":
             os.makedirs(args.out, exist_ok=True)
             data = os.path.join(args.out, "checkerboard.npy")
@@ -82,10 +82,10 @@ def main() -> int:
             # the default 20% hold-out the truth had 12.5k rows, whose own noise dominated the JSD
             n_rows = 100_000 + 2 * args.n_samples
             np.save(data, checkerboard(n_rows, seed=args.seed))
+            extra = {"holdout": 2 * args.n_samples / n_rows}
         t0 = time.perf_counter()
         res = run_refinement(data, methods=METHODS, preset="quick", seed=args.seed, n_samples=args.n_samples,
-                             out=os.path.join(args.out, name), progress=False,
-                             **({"holdout": 2 * args.n_samples / n_rows} if name == "checkerboard" else {}))
+                             out=os.path.join(args.out, name), progress=False, **extra)
         wall = time.perf_counter() - t0
         m = res.metrics
         results[name] = {"scores": m["scores"], "timings_seconds": m["timings_seconds"], "wall_seconds": wall,

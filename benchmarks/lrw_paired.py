@@ -28,6 +28,12 @@ from genrefine.metrics import exact_emd
 from genrefine.samplers.rejection import LatentRejectionSampler
 
 
+def _table1_source(docs: str, name: str) -> str | None:
+    """Which teacher w_phi learned from, as recorded by the Table 1 run that saved the models."""
+    path = os.path.join(docs, "lrw", f"{name}.json")
+    return json.load(open(path))["w_phi"].get("source") if os.path.exists(path) else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sets", default="swissroll,gaussians25")
@@ -48,7 +54,7 @@ def main() -> None:
         n, r_total = args.n, args.repeats
         truth = load_data(name, n * r_total, seed=7_000_003 + args.seed)  # never the training or Table 1 truth seeds
         with torch.no_grad():
-            x_base = g.generate(g.prior.sample((n * r_total,))).cpu().numpy()
+            x_base = g.sample(n * r_total).cpu().numpy()
             x_rs = g.generate(rs.sample(n * r_total)).cpu().numpy()
         pairs = []
         for r in range(r_total):
@@ -62,8 +68,7 @@ def main() -> None:
                "latentrs_emd": float(p[:, 1].mean()), "paired_difference": float(diff.mean()),
                "paired_difference_se": se, "latentrs_lower_in": int((diff < 0).sum()),
                "median_difference": float(np.median(diff)), "values": p.tolist(),
-               "w_phi_source": json.load(open(os.path.join(args.docs, "lrw", f"{name}.json")))["w_phi"].get("source")
-               if os.path.exists(os.path.join(args.docs, "lrw", f"{name}.json")) else None,
+               "w_phi_source": _table1_source(args.docs, name),
                "command": ("python benchmarks/lrw_paired.py " + " ".join(sys.argv[1:])).strip()}
         os.makedirs(os.path.join(args.docs, "lrw"), exist_ok=True)
         atomic_write_text(os.path.join(args.docs, "lrw", f"paired_{name}.json"), json.dumps(out, indent=2))
