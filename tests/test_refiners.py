@@ -76,3 +76,51 @@ def test_checkpoint_errors(tmp_path):
     (tmp_path / "b" / "model.safetensors").write_bytes(b"junk")
     with pytest.raises(ValueError, match="unreadable weights"):
         load_generator(path)
+
+
+class _KnownLogRatio(torch.nn.Module):
+    """A 'discriminator' whose logit is the exact log density ratio log w(z) = log(0.2 + 1.8 σ(3 z1))."""
+
+    def forward(self, z):
+        return torch.log(0.2 + 1.8 * torch.sigmoid(3 * z[:, :1]))
+
+
+def _known_w(z):
+    return 0.2 + 1.8 * torch.sigmoid(3 * z[:, 0])
+
+
+def test_refiner_rejection_step_reproduces_known_reweighting(tmp_path):
+    # an untrained residual refiner is the identity (Φ(y) = y[:2]); with the exact log ratio as
+    # its discriminator, the rejection step must turn N(0, I) into q ∝ N(0, I) w
+    phi = RefinerGAN(2, aux_dim=4, hidden=8, layers=1, drs_hidden=32, drs_layers=3).freeze()
+    assert not phi.rejects and phi.log_accept(torch.randn(5, 4)).abs().max() == 0
+    phi.fit_rejection(_KnownLogRatio(), quantile=1.0, n=100_000, steps=800, progress=False)
+    d = phi.drs_diagnostics_
+    assert phi.rejects and d["student_corr"] > 0.995
+    ref = torch.randn(2_000_000, 2)
+    wr = _known_w(ref)
+    true_mean = (wr[:, None] * ref).sum(0) / wr.sum()          # ≈ (0.62, 0) here
+    y, z = phi.sample_with_latents(200_000)
+    assert torch.allclose(z, y[:, :2])
+    assert torch.allclose(z.mean(0), true_mean, atol=0.02), (z.mean(0), true_mean)
+    assert abs(z[:, 0].std().item() - (((wr * (ref[:, 0] - true_mean[0]) ** 2).sum() / wr.sum()).sqrt().item())) < 0.02
+    # bound at the largest logit: log sup w = log 2, and the acceptance is E[w] / e^b
+    assert abs(d["bound"] - np.log(2.0)) < 0.25, d["bound"]  # the max logit overshoots by 0.06-0.14
+    assert abs(d["acceptance_rate"] - (wr / np.exp(d["bound"])).mean().item()) < 0.02, d
+    # the thinned prior's density: log_ratio is log w - log E[w] up to the student's error, and it
+    # integrates to one under the proposal
+    prior = phi.prior
+    yy = torch.randn(100_000, 4)
+    r = prior.log_ratio(yy).exp()
+    assert abs(r.mean().item() - 1) < 0.02
+    assert (prior.log_prob(yy) - prior.proposal.log_prob(yy) - (_known_w(yy).log() - wr.mean().log())).abs().mean() < 0.05
+    # inside a refined generator: its prior is the thinned one, and it survives save / load
+    base = RealNVPGenerator(2, transforms=1, hidden=(8,)).freeze()
+    rg = RefinedGenerator(base, phi)
+    assert torch.allclose(rg.base_latent(rg.prior.sample((100_000,))).mean(0), true_mean, atol=0.03)
+    loaded = load_generator(save_generator(rg, str(tmp_path / "drs")))
+    assert loaded.refiner.rejects
+    torch.testing.assert_close(loaded.refiner.drs_state, phi.drs_state)
+    yl, xl = loaded.sample_with_latents(100_000)
+    assert torch.allclose(yl[:, :2].mean(0), true_mean, atol=0.03)
+    torch.testing.assert_close(xl, base.generate(yl[:, :2]))

@@ -37,7 +37,7 @@ from genrefine.reweighting import LRW_METHODS, inference_cost, run_lrw_methods, 
 from genrefine.samplers.base import weight_diagnostics
 from genrefine.samplers.hmc import HMCSampler
 from genrefine.samplers.refiner_flow import RefinerFlow
-from genrefine.samplers.refiner_gan import RefinerGAN
+from genrefine.samplers.refiner_gan import RefinerGAN, RejectionPrior
 from genrefine.samplers.rejection import LatentRejectionSampler
 from genrefine.validation import check_array, resolve_device
 from genrefine.weights import DensityRatioClassifier, latent_target
@@ -272,6 +272,14 @@ def run_refinement(
             progress=progress, checkpoint=ckpt("classifier" + tag)))
         z_tr, x_tr = z_tr[: len(x_train)], x_tr[: len(x_train)]
         w_tr = clf.weight(x_tr)
+        prior = gen.prior
+        if isinstance(prior, RejectionPrior):
+            # a refiner with a rejection step: its latents are thinned normal draws, but the next
+            # refiner's coupled noise needs plain normal draws. Same target, exactly: proposals
+            # weighted by w(g(y)) x a(y) / Z.
+            z_tr = prior.proposal.sample((len(x_train),))
+            x_tr = gen.generate(z_tr)
+            w_tr = clf.weight(x_tr) * prior.log_ratio(z_tr).exp()
         return clf, z_tr, x_tr, w_tr
 
     if needs_weights:
@@ -304,8 +312,9 @@ def run_refinement(
             if method not in method_list:
                 continue
             r = dict(cfg[method])
-            arch_keys = ("aux_dim", "hidden", "layers") if method == "laser" else ("transforms", "hidden", "bins")
-            arch = {k: r.pop(k) for k in arch_keys}
+            arch_keys = ("aux_dim", "hidden", "layers", "drs_hidden", "drs_layers") if method == "laser" \
+                else ("transforms", "hidden", "bins")
+            arch = {k: r.pop(k) for k in arch_keys if k in r}
             gen, z_k, w_k = base, z_tr, w_tr
             diagnostics[method] = {"iterations": []}
             for k in range(int(iterations)):
@@ -316,7 +325,9 @@ def run_refinement(
                 _, secs = _timed(lambda: phi.fit(z_k, w_k, progress=progress, checkpoint=ckpt("refiner" + tag), **r))
                 timings[f"train{tag}"] = secs
                 gen = RefinedGenerator(gen, phi).freeze()
-                diagnostics[method]["iterations"].append({"weights": weight_diagnostics(w_k), "train_seconds": secs})
+                diagnostics[method]["iterations"].append({"weights": weight_diagnostics(w_k), "train_seconds": secs,
+                                                          **({"rejection": phi.drs_diagnostics_}
+                                                             if hasattr(phi, "drs_diagnostics_") else {})})
             res.models[method] = gen
             (y, x), timings[f"sample_{method}"] = _timed(lambda: gen.sample_with_latents(n_samples))
             res.samples[method] = x.cpu().numpy()

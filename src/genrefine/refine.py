@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from genrefine.generators.base import Generator, register_family
 
@@ -13,7 +14,8 @@ class RefinedGenerator(Generator):
     """``x = base(refiner(y))`` with ``y ~ refiner.prior``: itself a :class:`Generator`.
 
     It samples, saves and loads like any generator, and can be refined again (its latent
-    space is the refiner's auxiliary space). When both parts are invertible it has an exact
+    space is the refiner's auxiliary space, and its prior the refiner's: a standard normal,
+    thinned by the refiner's rejection step when it has one). When both parts are invertible it has an exact
     density: ``log p(x) = log p_base(x) + log q_Φ(z) - log p(z)`` with ``z = base⁻¹(x)``.
 
     Example:
@@ -29,6 +31,17 @@ class RefinedGenerator(Generator):
         self.invertible = base.invertible and refiner.invertible
         self.differentiable = base.differentiable and refiner.differentiable
         self.stochastic = base.stochastic or refiner.stochastic
+
+    @property
+    def prior(self) -> Distribution:
+        """The refiner's latent distribution (with its rejection step, if it has one)."""
+        return self.refiner.prior
+
+    @torch.no_grad()
+    def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
+        """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not repeated."""
+        y, z = self.refiner.sample_with_latents(n, batch_size)
+        return y, self.base.generate(z, batch_size)
 
     @property
     def prior_loc(self) -> Tensor:  # type: ignore[override]

@@ -23,19 +23,99 @@ update. Three additions make it converge fast and precisely (see docs/laser.md):
   differences of a good base model (measured: its loss never leaves 2 log 2).
 - an R1 gradient penalty on the (weighted) real latents (Mescheder et al. 2018), off by
   default: the weights' signal is small and a penalty strong enough to matter flattens it.
+
+Discriminator rejection (``drs_hidden > 0``, on in the quick preset). A trained Φ leaves
+thin bridges between modes that come from latent strips narrower than the generator can
+resolve (docs/laser.md, "Where the GAN's residual sits"). The discriminator sees them: at its
+optimum ``D(z) = log q(z) - log q_Φ(z)``. So after training, a small MLP ``s(z)`` (the
+*student*, ``drs_hidden`` x ``drs_layers``) is regressed on D's logits at Φ's own outputs
+(distillation keeps D's gain at a fifth of its cost), and sampling accepts ``y`` with
+probability ``a(y) = min(1, exp(s(Φ(y)) - b))``, with the bound ``b`` at the
+``drs_quantile`` of ``s`` over Φ's outputs (discriminator rejection sampling, Azadi et al.
+2019, with a quantile bound instead of the maximum: the few points above it are accepted
+always, which keeps the acceptance near 0.9). The refiner's latent distribution is then the
+:class:`RejectionPrior` ``N(y; 0, I) a(y) / Z``: ``prior.sample`` and ``prior.log_prob`` say
+so, so HMC, rejection and a further refinement of the refined generator see the right density.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor, nn
+from torch.distributions import Distribution
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.training import mlp, train_loop
 from genrefine.validation import check_array, check_weights
+
+
+class RejectionPrior(Distribution):
+    """``proposal`` thinned by an acceptance probability: density ``proposal(y) a(y) / Z``.
+
+    Args:
+        proposal: the distribution proposals are drawn from (event shape ``(d,)``).
+        log_accept: ``y -> log a(y)`` with ``a <= 1``; differentiable where the caller needs it.
+        log_z: ``log Z = log E_proposal[a]``, the acceptance rate (estimated when fitted).
+        draw: optional ``n -> y`` (n accepted points); default: :meth:`accepted`.
+    """
+
+    arg_constraints: dict = {}
+
+    def __init__(self, proposal: Distribution, log_accept, log_z: float, draw=None) -> None:
+        self.proposal, self.log_accept, self.log_z, self._draw = proposal, log_accept, float(log_z), draw
+        super().__init__(batch_shape=proposal.batch_shape, event_shape=proposal.event_shape, validate_args=False)
+
+    @property
+    def acceptance_rate(self) -> float:
+        return math.exp(self.log_z)
+
+    @torch.no_grad()
+    def accepted(self, n: int, batch_size: int = 100_000, max_rounds: int = 1000) -> Tensor:
+        """``n`` accepted proposals, drawn in vectorised batches."""
+        return accept_loop(self.proposal, lambda y: (self.log_accept(y), y), n, self.acceptance_rate, batch_size,
+                           max_rounds)[0]
+
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        shape = torch.Size(sample_shape)
+        n = int(shape.numel())
+        y = self._draw(n) if self._draw is not None else self.accepted(n)
+        return y.reshape(*shape, *self.event_shape)
+
+    def log_prob(self, y: Tensor) -> Tensor:
+        return self.proposal.log_prob(y) + self.log_accept(y) - self.log_z
+
+    def log_ratio(self, y: Tensor) -> Tensor:
+        """``log`` of this density over the proposal's: ``log a(y) - log Z`` (an importance weight)."""
+        return self.log_accept(y) - self.log_z
+
+
+@torch.no_grad()
+def accept_loop(proposal: Distribution, score, n: int, rate: float, batch_size: int = 100_000,
+                max_rounds: int = 1000) -> tuple[Tensor, ...]:
+    """Draw proposals in batches and keep each with probability ``exp(log_a)`` until ``n`` are kept.
+
+    ``score(y) -> (log_a, *extra)``; the kept rows of ``y`` and of every extra tensor are returned.
+    """
+    n = int(n)
+    kept: list[tuple[Tensor, ...]] = []
+    have, rounds = 0, 0
+    rate = min(max(rate, 1e-3), 1.0)
+    while have < n:
+        if rounds >= max_rounds:
+            raise RuntimeError(f"rejection stopped after {rounds} batches with {have} of {n} points accepted")
+        m = min(batch_size, max(1024, int((n - have) / rate * 1.05) + 64))
+        y = proposal.sample((m,))
+        log_a, *extra = score(y)
+        keep = torch.rand(m, device=y.device).log() < log_a
+        kept.append((y[keep], *(e[keep] for e in extra)))
+        have += int(keep.sum())
+        rounds += 1
+    return tuple(torch.cat(parts)[:n] for parts in zip(*kept))
 
 
 @register_family("refiner_gan")
@@ -47,7 +127,8 @@ class RefinerGAN(Generator):
         >>> z_refined = phi.sample(100_000)
     """
 
-    def __init__(self, latent_dim: int, aux_dim: int = 4, hidden: int = 100, layers: int = 7, residual: bool = True) -> None:
+    def __init__(self, latent_dim: int, aux_dim: int = 4, hidden: int = 100, layers: int = 7, residual: bool = True,
+                 drs_hidden: int = 0, drs_layers: int = 4) -> None:
         super().__init__(latent_dim=aux_dim, data_dim=latent_dim)
         self.aux_dim, self.hidden, self.layers = int(aux_dim), int(hidden), int(layers)
         self.residual = bool(residual) and self.aux_dim >= latent_dim
@@ -55,24 +136,69 @@ class RefinerGAN(Generator):
         if self.residual:
             nn.init.zeros_(self.net[-1].weight)
             nn.init.zeros_(self.net[-1].bias)
+        self.drs_hidden, self.drs_layers = int(drs_hidden), int(drs_layers)
+        if self.drs_hidden < 0 or self.drs_layers < 0:
+            raise ValueError(f"drs_hidden and drs_layers must be >= 0, got {drs_hidden} and {drs_layers}")
+        if self.drs_hidden:
+            self.student = mlp(latent_dim, 1, self.drs_hidden, self.drs_layers)
+            # [bound b, log Z]; NaN until fitted (then sampling is plain Φ(y))
+            self.register_buffer("drs_state", torch.full((2,), float("nan")))
 
     def config(self) -> dict:
         return {"latent_dim": self.data_dim, "aux_dim": self.aux_dim, "hidden": self.hidden,
-                "layers": self.layers, "residual": self.residual}
+                "layers": self.layers, "residual": self.residual, "drs_hidden": self.drs_hidden,
+                "drs_layers": self.drs_layers}
 
     def forward(self, y: Tensor) -> Tensor:
         out = self.net(y)
         return out + y[:, : self.data_dim] if self.residual else out
 
+    @property
+    def rejects(self) -> bool:
+        """Whether sampling thins Φ's outputs by the distilled discriminator (fitted DRS)."""
+        return bool(self.drs_hidden) and bool(torch.isfinite(self.drs_state).all())
+
+    def _log_accept_z(self, z: Tensor) -> Tensor:
+        return (self.student(z).squeeze(-1) - self.drs_state[0]).clamp(max=0.0)
+
+    def log_accept(self, y: Tensor) -> Tensor:
+        """``log a(y) = min(0, s(Φ(y)) - b)``; zero when the refiner does not reject."""
+        if not self.rejects:
+            return torch.zeros(len(y), device=y.device)
+        return self._log_accept_z(self(y))
+
+    @property
+    def prior(self) -> Distribution:
+        """``N(0, I)`` on y, thinned by the rejection step when it is fitted (:class:`RejectionPrior`)."""
+        base = super().prior
+        if not self.rejects:
+            return base
+        return RejectionPrior(base, self.log_accept, self.drs_state[1].item(), draw=lambda n: self._accepted(n)[0])
+
+    @torch.no_grad()
+    def _accepted(self, n: int, batch_size: int = 100_000) -> tuple[Tensor, Tensor]:
+        def score(y):
+            z = self(y)
+            return self._log_accept_z(z), z
+        return accept_loop(super().prior, score, n, math.exp(self.drs_state[1].item()), batch_size)
+
+    @torch.no_grad()
+    def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
+        if not self.rejects:
+            return super().sample_with_latents(n, batch_size)
+        return self._accepted(n)
+
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
             gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
             disc_hidden: int = 100, disc_layers: int = 7, lr_d: float | None = None, progress: bool = True,
-            checkpoint: str | None = None) -> "RefinerGAN":
+            checkpoint: str | None = None, drs: dict | None = None) -> "RefinerGAN":
         """Train on latent points ``z`` (n, N) with weights ``w`` (n,); returns self, frozen.
 
         ``z`` must be draws of this refiner's target prior p(z) when ``coupled`` (the LaSeR
         setting: z_i ~ p, x_i = g(z_i), w_i = w(x_i)).
-        ``lr_d`` is the discriminator's learning rate (default: ``lr``).
+        ``lr_d`` is the discriminator's learning rate (default: ``lr``). When the refiner was
+        built with ``drs_hidden > 0``, the rejection step is fitted afterwards by
+        :meth:`fit_rejection` with the keyword arguments in ``drs``.
         """
         dev = self.device
         z = torch.as_tensor(check_array(z, name="latent points", dim=self.data_dim, min_rows=2), device=dev).float()
@@ -129,4 +255,56 @@ class RefinerGAN(Generator):
                                    {"generator": opt_g, "discriminator": opt_d}, epochs, batch_size, gamma,
                                    desc="LaSeR refiner GAN", progress=progress, checkpoint=checkpoint)
         self.net.load_state_dict(avg.state_dict())
-        return self.freeze()
+        self.freeze()
+        if self.drs_hidden:
+            self.fit_rejection(disc, progress=progress, **(drs or {}))
+        return self
+
+    def fit_rejection(self, discriminator: nn.Module, quantile: float = 0.95, n: int = 400_000, steps: int = 3000,
+                      batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
+        """Distil ``discriminator`` (logits at Φ's outputs) into the student and set the bound.
+
+        The student is regressed (MSE, Adam, cosine schedule) on the discriminator's logits at
+        ``n`` points ``Φ(y)``; the bound ``b`` is the ``quantile`` of its logits over ``n`` fresh
+        ``Φ(y)``, and ``log Z`` the log mean acceptance there. Fills :attr:`drs_diagnostics_`.
+        """
+        if not self.drs_hidden:
+            raise ValueError("this refiner has no rejection step (drs_hidden = 0)")
+        if not 0.0 < float(quantile) <= 1.0:
+            raise ValueError(f"the rejection bound's quantile must be in (0, 1], got {quantile}")
+        dev = self.device
+        discriminator.eval()
+        for p in discriminator.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            z = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
+            t = torch.cat([discriminator(c).squeeze(-1) for c in z.split(50_000)])
+        for p in self.student.parameters():
+            p.requires_grad_(True)
+        self.student.train()
+        opt = torch.optim.Adam(self.student.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(steps))
+        bar = tqdm(range(int(steps)), desc="LaSeR rejection (distil D)", disable=not progress, leave=False)
+        for i in bar:
+            j = torch.randint(0, len(z), (int(batch_size),), device=dev)
+            loss = (self.student(z[j]).squeeze(-1) - t[j]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if i % 100 == 0:
+                bar.set_postfix(mse=f"{loss.item():.3g}")
+        bar.close()
+        self.freeze()
+        with torch.no_grad():
+            s_fit = torch.cat([self.student(c).squeeze(-1) for c in z.split(50_000)])
+            corr = torch.corrcoef(torch.stack([s_fit, t]))[0, 1].item()
+            z2 = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
+            s2 = torch.cat([self.student(c).squeeze(-1) for c in z2.split(50_000)])
+            bound = torch.quantile(s2[:1_000_000].float(), float(quantile)) if quantile < 1 else s2.max()
+            acc = torch.exp((s2 - bound).clamp(max=0.0)).mean()
+            self.drs_state.copy_(torch.stack([bound, acc.log()]))
+        self.drs_diagnostics_ = {"quantile": float(quantile), "bound": bound.item(), "acceptance_rate": acc.item(),
+                                 "student_corr": corr, "student_mse": ((s_fit - t) ** 2).mean().item(),
+                                 "above_bound": (s2 > bound).float().mean().item()}
+        return self
