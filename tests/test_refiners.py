@@ -124,3 +124,18 @@ def test_refiner_rejection_step_reproduces_known_reweighting(tmp_path):
     yl, xl = loaded.sample_with_latents(100_000)
     assert torch.allclose(yl[:, :2].mean(0), true_mean, atol=0.03)
     torch.testing.assert_close(xl, base.generate(yl[:, :2]))
+
+
+def test_saved_refined_generator_loads_in_a_fresh_interpreter(tmp_path):
+    # load_generator alone must know every family a refined checkpoint nests (refined,
+    # refiner_gan, refiner_flow), without the caller importing them first
+    import subprocess
+    import sys
+
+    base = RealNVPGenerator(2, transforms=1, hidden=(8,)).freeze()
+    inner = RefinedGenerator(base, RefinerFlow(2, transforms=1, hidden=(8,)).freeze())
+    path = save_generator(RefinedGenerator(inner, RefinerGAN(2, hidden=8, layers=1, drs_hidden=8, drs_layers=1)),
+                          str(tmp_path / "m"))
+    code = f"from genrefine.checkpoint import load_generator; print(load_generator({path!r}).sample(5).shape)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and "torch.Size([5, 2])" in r.stdout, r.stderr

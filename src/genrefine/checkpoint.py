@@ -74,7 +74,9 @@ def generator_spec(gen) -> dict:
 def build_generator(spec: dict):
     """Rebuild an (untrained) generator from :func:`generator_spec` output via the family registry."""
     from genrefine.generators.base import FAMILIES
-    import genrefine.generators  # noqa: F401  (registers the built-in families)
+    import genrefine.generators  # noqa: F401  (registers the built-in families:
+    import genrefine.refine  # noqa: F401        base generators, refined generators
+    import genrefine.samplers  # noqa: F401      and the refiners)
 
     fam = spec.get("family")
     if fam not in FAMILIES:
