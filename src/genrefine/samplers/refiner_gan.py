@@ -28,7 +28,7 @@ Discriminator rejection (``drs_hidden > 0``, on in the quick preset). A trained 
 thin bridges between modes that come from latent strips narrower than the generator can
 resolve (docs/laser.md, "Where the GAN's residual sits"). The discriminator sees them: at its
 optimum ``D(z) = log q(z) - log q_Φ(z)``. So after training, a small MLP ``s(z)`` (the
-*student*, ``drs_hidden`` x ``drs_layers``) is regressed on D's logits at Φ's own outputs
+*student*, ``drs_layers`` hidden layers of ``drs_hidden`` units) is regressed on D's logits at Φ's own outputs
 (distillation keeps D's gain at a fifth of its cost), and sampling accepts ``y`` with
 probability ``a(y) = min(1, exp(s(Φ(y)) - b))``, with the bound ``b`` at the
 ``drs_quantile`` of ``s`` over Φ's outputs (discriminator rejection sampling, Azadi et al.
@@ -176,7 +176,9 @@ class RefinerGAN(Generator):
         return RejectionPrior(base, self.log_accept, self.drs_state[1].item(), draw=lambda n: self._accepted(n)[0])
 
     @torch.no_grad()
-    def _accepted(self, n: int, batch_size: int = 100_000) -> tuple[Tensor, Tensor]:
+    def _accepted(self, n: int, batch_size: int = 32_768) -> tuple[Tensor, Tensor]:
+        # batches of ~32k: the small MLPs' activations then stay in cache (measured on 2 cores:
+        # 0.090 s per 200k accepted points against 0.106 s in batches of 100k)
         def score(y):
             z = self(y)
             return self._log_accept_z(z), z
@@ -186,7 +188,7 @@ class RefinerGAN(Generator):
     def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
         if not self.rejects:
             return super().sample_with_latents(n, batch_size)
-        return self._accepted(n)
+        return self._accepted(n, min(int(batch_size), 32_768))
 
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
             gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
