@@ -139,3 +139,19 @@ def test_saved_refined_generator_loads_in_a_fresh_interpreter(tmp_path):
     code = f"from genrefine.checkpoint import load_generator; print(load_generator({path!r}).sample(5).shape)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and "torch.Size([5, 2])" in r.stdout, r.stderr
+
+
+def test_rejection_step_refuses_bad_discriminators():
+    phi = RefinerGAN(2, aux_dim=4, hidden=8, layers=1, drs_hidden=8, drs_layers=1).freeze()
+
+    class NaNLogits(torch.nn.Module):
+        def forward(self, z):
+            return torch.full((len(z), 1), float("nan"))
+
+    with pytest.raises(ValueError, match="non-finite logits"):
+        phi.fit_rejection(NaNLogits(), n=1000, steps=5, progress=False)
+    with pytest.raises(ValueError, match="quantile"):
+        phi.fit_rejection(_KnownLogRatio(), quantile=0.0, n=1000, steps=5, progress=False)
+    with pytest.raises(ValueError, match="no rejection step"):
+        RefinerGAN(2, hidden=8, layers=1).fit_rejection(_KnownLogRatio(), progress=False)
+    assert not phi.rejects  # a failed fit leaves plain sampling

@@ -281,6 +281,9 @@ class RefinerGAN(Generator):
         with torch.no_grad():
             z = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
             t = torch.cat([discriminator(c).squeeze(-1) for c in z.split(50_000)])
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"rejection step: the discriminator gave {bad} non-finite logits at the refiner's outputs")
         for p in self.student.parameters():
             p.requires_grad_(True)
         self.student.train()
@@ -305,6 +308,8 @@ class RefinerGAN(Generator):
             s2 = torch.cat([self.student(c).squeeze(-1) for c in z2.split(50_000)])
             bound = torch.quantile(s2[:1_000_000].float(), float(quantile)) if quantile < 1 else s2.max()
             acc = torch.exp((s2 - bound).clamp(max=0.0)).mean()
+            if not (torch.isfinite(bound) and acc > 0):
+                raise ValueError(f"rejection step: distillation failed (bound {bound.item()}, acceptance {acc.item()})")
             self.drs_state.copy_(torch.stack([bound, acc.log()]))
         self.drs_diagnostics_ = {"quantile": float(quantile), "bound": bound.item(), "acceptance_rate": acc.item(),
                                  "student_corr": corr, "student_mse": ((s_fit - t) ** 2).mean().item(),
