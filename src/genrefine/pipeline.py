@@ -78,16 +78,19 @@ def _timed(fn):
     return out, time.perf_counter() - t0
 
 
-def _rate(gen: Generator, n: int = 200_000, repeats: int = 3) -> float:
-    """Samples per second of ``gen.sample`` (best of ``repeats``)."""
-    best = float("inf")
+def _rates(gens: dict[str, Generator], n: int = 200_000, repeats: int = 5) -> dict[str, float]:
+    """Samples per second of each ``gen.sample(n)``: best of ``repeats``, the generators timed in
+    turn within each repeat, so a slow spell of the machine hits them alike (on a shared 2-core
+    machine single timings of the same call vary by 10-30%)."""
+    best = {k: float("inf") for k in gens}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        gen.sample(n)
-        if gen.device.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+        for k, gen in gens.items():
+            t0 = time.perf_counter()
+            gen.sample(n)
+            if gen.device.type == "cuda":
+                torch.cuda.synchronize()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    return {k: n / t for k, t in best.items()}
 
 
 def score_sample(truth, truth_ind, sample, weights=None, hist_range=None, exact_n: int = 3000,
@@ -361,10 +364,9 @@ def run_refinement(
                                   repeats=ev["repeats"], k=ev["k"])
         scores[mth] = sc
     timings["metrics"] = time.perf_counter() - t0
-    rates = {"base": _rate(base)}
+    rates = _rates({"base": base, **{m: res.models[m] for m in ("laser", "laser-flow") if m in res.models}})
     for mth in ("laser", "laser-flow"):
-        if mth in res.models:
-            rates[mth] = _rate(res.models[mth])
+        if mth in rates:
             rates[f"{mth}_over_base"] = rates[mth] / rates["base"]
     cost = inference_cost(base, lrw_makers, n=ev["cost_n"]) if lrw_makers else None
     res.metrics = {
