@@ -30,8 +30,8 @@ resolve (docs/laser.md, "Where the GAN's residual sits"). The discriminator sees
 optimum ``D(z) = log q(z) - log q_Φ(z)``. So after training, a small MLP ``s(z)`` (the
 *student*, ``drs_layers`` hidden layers of ``drs_hidden`` units) is regressed on D's logits at Φ's own outputs
 (distillation keeps D's gain at a fifth of its cost), and sampling accepts ``y`` with
-probability ``a(y) = min(1, exp(s(Φ(y)) - b))``, with the bound ``b`` at the
-``drs_quantile`` of ``s`` over Φ's outputs (discriminator rejection sampling, Azadi et al.
+probability ``a(y) = min(1, exp(s(Φ(y)) - b))``, with the bound ``b`` at a quantile
+(``fit_rejection(quantile=0.95)``) of ``s`` over Φ's outputs (discriminator rejection sampling, Azadi et al.
 2019, with a quantile bound instead of the maximum: the few points above it are accepted
 always, which keeps the acceptance near 0.9). The refiner's latent distribution is then the
 :class:`RejectionPrior` ``N(y; 0, I) a(y) / Z``: ``prior.sample`` and ``prior.log_prob`` say
@@ -75,7 +75,7 @@ class RejectionPrior(Distribution):
         return math.exp(self.log_z)
 
     @torch.no_grad()
-    def accepted(self, n: int, batch_size: int = 100_000, max_rounds: int = 1000) -> Tensor:
+    def accepted(self, n: int, batch_size: int = 32_768, max_rounds: int = 1000) -> Tensor:
         """``n`` accepted proposals, drawn in vectorised batches."""
         return accept_loop(self.proposal, lambda y: (self.log_accept(y), y), n, self.acceptance_rate, batch_size,
                            max_rounds)[0]
@@ -95,7 +95,7 @@ class RejectionPrior(Distribution):
 
 
 @torch.no_grad()
-def accept_loop(proposal: Distribution, score, n: int, rate: float, batch_size: int = 100_000,
+def accept_loop(proposal: Distribution, score, n: int, rate: float, batch_size: int = 32_768,
                 max_rounds: int = 1000) -> tuple[Tensor, ...]:
     """Draw proposals in batches and keep each with probability ``exp(log_a)`` until ``n`` are kept.
 
