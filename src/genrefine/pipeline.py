@@ -273,8 +273,6 @@ def run_refinement(
         _, timings[f"train_classifier{tag}"] = _timed(lambda: clf.fit(
             x_train_t, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
             progress=progress, checkpoint=ckpt("classifier" + tag)))
-        z_tr, x_tr = z_tr[: len(x_train)], x_tr[: len(x_train)]
-        w_tr = clf.weight(x_tr)
         prior = gen.prior
         if isinstance(prior, RejectionPrior):
             # a refiner with a rejection step: its latents are thinned normal draws, but the next
@@ -282,8 +280,9 @@ def run_refinement(
             # weighted by w(g(y)) x a(y) / Z.
             z_tr = prior.proposal.sample((len(x_train),))
             x_tr = gen.generate(z_tr)
-            w_tr = clf.weight(x_tr) * prior.log_ratio(z_tr).exp()
-        return clf, z_tr, x_tr, w_tr
+            return clf, z_tr, x_tr, clf.weight(x_tr) * prior.log_ratio(z_tr).exp()
+        z_tr, x_tr = z_tr[: len(x_train)], x_tr[: len(x_train)]
+        return clf, z_tr, x_tr, clf.weight(x_tr)
 
     if needs_weights:
         clf, z_tr, x_tr, w_tr = fit_classifier(base, "")
