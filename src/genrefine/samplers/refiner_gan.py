@@ -186,7 +186,9 @@ class RefinerGAN(Generator):
         """Train on latent points ``z`` (n, N) with weights ``w`` (n,); returns self, frozen.
 
         ``z`` must be draws of this refiner's target prior p(z) when ``coupled`` (the LaSeR
-        setting: z_i ~ p, x_i = g(z_i), w_i = w(x_i)).
+        setting: z_i ~ p, x_i = g(z_i), w_i = w(x_i)). To refine a generator whose prior is a
+        :class:`RejectionPrior`, pass proposals ``z ~ prior.proposal`` with weights
+        ``w(g(z)) * exp(prior.log_ratio(z))`` (what ``genrefine refine --iterations`` does).
         ``lr_d`` is the discriminator's learning rate (default: ``lr``). When the refiner was
         built with ``drs_hidden > 0``, the rejection step is fitted afterwards by
         :meth:`fit_rejection` with the keyword arguments in ``drs``.
