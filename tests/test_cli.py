@@ -51,7 +51,8 @@ TINY = {
     "base": {"transforms": 2, "hidden": [16], "epochs": 2, "batch_size": 500},
     "classifier": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500},
     "hmc": {"paper": False, "n_chains": 200, "burn_in": 5, "n_leapfrog": 3},
-    "laser": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500, "drs": {"n": 5000, "steps": 50}},
+    "laser": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500, "drs": {"n": 5000, "steps": 50},
+              "data_rejection": {"epochs": 1, "steps": 50}},
     "laser-flow": {"transforms": 1, "hidden": [16], "epochs": 2, "batch_size": 500},
 }
 
@@ -72,6 +73,7 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     assert (out / "figures" / "refinement.png").exists()
     assert len(metrics["diagnostics"]["laser"]["iterations"]) == 2
     assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["rejection"]["acceptance_rate"] <= 1
+    assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["data_rejection"]["acceptance_rate"] <= 1
     assert np.load(out / "latents" / "laser.npy").shape == (2000, 2)  # base latent space, also when nested
     assert res.models["laser"].depth == 2
     code = main(["sample", "--model", str(out / "models" / "laser"), "--n", "500", "--out", str(tmp_path / "s.npy")])

@@ -317,19 +317,26 @@ def run_refinement(
             arch_keys = ("aux_dim", "hidden", "layers", "drs_hidden", "drs_layers") if method == "laser" \
                 else ("transforms", "hidden", "bins")
             arch = {k: r.pop(k) for k in arch_keys if k in r}
-            gen, z_k, w_k = base, z_tr, w_tr
+            data_rej = r.pop("data_rejection", None)
+            gen, z_k, w_k, clf_k = base, z_tr, w_tr, clf
             diagnostics[method] = {"iterations": []}
             for k in range(int(iterations)):
                 tag = f"_{method}_it{k + 1}"
                 if k > 0:  # refine the refined generator: new classifier, weights on its own latent
-                    _, z_k, _, w_k = fit_classifier(gen, tag)
+                    clf_k, z_k, _, w_k = fit_classifier(gen, tag)
                 phi = REFINERS[method](gen.latent_dim, **arch).to(dev)
                 _, secs = _timed(lambda: phi.fit(z_k, w_k, progress=progress, checkpoint=ckpt("refiner" + tag), **r))
                 timings[f"train{tag}"] = secs
                 gen = RefinedGenerator(gen, phi).freeze()
-                diagnostics[method]["iterations"].append({"weights": weight_diagnostics(w_k), "train_seconds": secs,
-                                                          **({"rejection": phi.drs_diagnostics_}
-                                                             if hasattr(phi, "drs_diagnostics_") else {})})
+                it = {"weights": weight_diagnostics(w_k), "train_seconds": secs,
+                      **({"rejection": phi.drs_diagnostics_} if hasattr(phi, "drs_diagnostics_") else {})}
+                if data_rej:  # last correction in data space: the classifier trained on against this refiner
+                    _, timings[f"train{tag}_data_rejection"] = _timed(lambda: gen.fit_data_rejection(
+                        x_train_t, classifier=clf_k, batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
+                        generated_per_data=c.get("generated_per_data", 1), progress=progress,
+                        checkpoint=ckpt("data_rejection" + tag), **data_rej))
+                    it["data_rejection"] = gen.data_rejection_diagnostics_
+                diagnostics[method]["iterations"].append(it)
             res.models[method] = gen
             (y, x), timings[f"sample_{method}"] = _timed(lambda: gen.sample_with_latents(n_samples))
             res.samples[method] = x.cpu().numpy()

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
 from genrefine.generators.base import Generator, register_family
+from genrefine.samplers.data_rejection import DataRejection
+from genrefine.samplers.refiner_gan import RejectionPrior, accept_loop
+from genrefine.validation import check_array
 
 
 @register_family("refined")
@@ -18,12 +24,18 @@ class RefinedGenerator(Generator):
     thinned by the refiner's rejection step when it has one). When both parts are invertible it has an exact
     density: ``log p(x) = log p_base(x) + log q_Φ(z) - log p(z)`` with ``z = base⁻¹(x)``.
 
+    With a fitted ``data_rejection`` step (:meth:`fit_data_rejection`,
+    :class:`~genrefine.samplers.data_rejection.DataRejection`) the outputs are thinned once more,
+    in data space, by ``a(x)``: the prior is then the refiner's thinned by ``a(base(refiner(y)))``,
+    and an exact density gains ``log a(x) - log Z``.
+
     Example:
         >>> refined = RefinedGenerator(base, RefinerGAN(2).fit(z, w))
+        >>> refined.fit_data_rejection(x_data, classifier=dctr_classifier)   # optional last step
         >>> x = refined.sample(100_000); save_generator(refined, "models/laser")
     """
 
-    def __init__(self, base: Generator, refiner: Generator) -> None:
+    def __init__(self, base: Generator, refiner: Generator, data_rejection: DataRejection | None = None) -> None:
         if refiner.data_dim != base.latent_dim:
             raise ValueError(f"refiner outputs {refiner.data_dim}-d latents but the base generator takes {base.latent_dim}-d")
         super().__init__(latent_dim=refiner.latent_dim, data_dim=base.data_dim, own_prior=False)  # the refiner's prior is ours
@@ -31,17 +43,73 @@ class RefinedGenerator(Generator):
         self.invertible = base.invertible and refiner.invertible
         self.differentiable = base.differentiable and refiner.differentiable
         self.stochastic = base.stochastic or refiner.stochastic
+        if data_rejection is not None and data_rejection.dim != base.data_dim:
+            raise ValueError(f"the data rejection step takes {data_rejection.dim}-d points but the base generator "
+                             f"makes {base.data_dim}-d ones")
+        self.data_rejection = data_rejection
+
+    @property
+    def rejects_data(self) -> bool:
+        """Whether sampling ends with a fitted data-space rejection step."""
+        return self.data_rejection is not None and self.data_rejection.fitted
 
     @property
     def prior(self) -> Distribution:
-        """The refiner's latent distribution (with its rejection step, if it has one)."""
-        return self.refiner.prior
+        """The refiner's latent distribution (with its rejection step, if it has one), thinned by
+        the data rejection step when there is one fitted."""
+        p = self.refiner.prior
+        if not self.rejects_data:
+            return p
+        root, inner, log_z = (p.proposal, p.log_accept, p.log_z) if isinstance(p, RejectionPrior) else (p, None, 0.0)
+
+        def log_accept(y: Tensor) -> Tensor:
+            la = self.data_rejection.log_accept(self.base(self.refiner(y)))
+            return la if inner is None else la + inner(y)
+        return RejectionPrior(root, log_accept, log_z + self.data_rejection.log_z)
 
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
-        """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not repeated."""
-        y, z = self.refiner.sample_with_latents(n, batch_size)
-        return y, self.base.generate(z, batch_size)
+        """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not
+        repeated. With the data rejection step, candidates come from the refiner, the base runs
+        once on each, and the accepted ones are kept (vectorised batches)."""
+        if not self.rejects_data:
+            y, z = self.refiner.sample_with_latents(n, batch_size)
+            return y, self.base.generate(z, batch_size)
+
+        def draw(m: int):
+            y, z = self.refiner.sample_with_latents(m, batch_size)
+            x = self.base.generate(z, batch_size)
+            return self.data_rejection.log_accept(x), y, x
+        return accept_loop(draw, n, math.exp(self.data_rejection.log_z), batch_size)
+
+    def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
+                           quantile: float = 0.95, hidden: int = 48, layers: int = 4, steps: int = 3000,
+                           batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999, progress: bool = True,
+                           checkpoint: str | None = None) -> "RefinedGenerator":
+        """Fit the data-space rejection step (:mod:`genrefine.samplers.data_rejection`).
+
+        A copy of ``classifier`` (the DCTR classifier of the base; a new
+        :class:`~genrefine.weights.DensityRatioClassifier` when None, then give it more
+        ``epochs``) is trained on ``data`` against ``generated_per_data x len(data)`` samples of
+        this generator, then distilled into a ``layers x hidden`` student with the bound at its
+        ``quantile``. Replaces an earlier step. Fills :attr:`data_rejection_diagnostics_`.
+        """
+        from genrefine.weights.classifier import DensityRatioClassifier
+
+        x_data = torch.as_tensor(check_array(data, name="data", dim=self.data_dim, min_rows=2), device=self.device)
+        self.data_rejection = None  # the classifier must see this generator's samples without an old step
+        n_gen = max(2, int(round(float(generated_per_data) * len(x_data))))
+        x_gen = self.sample(n_gen)
+        clf = copy.deepcopy(classifier) if classifier is not None else DensityRatioClassifier(self.data_dim)
+        clf = clf.to(self.device)
+        clf.fit(x_data, x_gen, epochs=epochs, batch_size=batch_size, lr=lr, gamma=gamma, progress=progress,
+                checkpoint=checkpoint)
+        step = DataRejection(self.data_dim, hidden, layers).to(self.device)
+        step.fit(clf, x_gen, quantile=quantile, steps=steps, progress=progress)
+        self.data_rejection = step
+        self.data_rejection_diagnostics_ = {**step.diagnostics_, "classifier_epochs": int(epochs),
+                                            "warm_start": classifier is not None, "generated": int(n_gen)}
+        return self
 
     @property
     def prior_loc(self) -> Tensor:  # type: ignore[override]
@@ -59,13 +127,16 @@ class RefinedGenerator(Generator):
     def config(self) -> dict:
         from genrefine.checkpoint import generator_spec
 
-        return {"base": generator_spec(self.base), "refiner": generator_spec(self.refiner)}
+        return {"base": generator_spec(self.base), "refiner": generator_spec(self.refiner),
+                "data_rejection": None if self.data_rejection is None else self.data_rejection.config()}
 
     @classmethod
     def from_config(cls, cfg: dict) -> "RefinedGenerator":
         from genrefine.checkpoint import build_generator
 
-        return cls(build_generator(cfg["base"]), build_generator(cfg["refiner"]))
+        dr = cfg.get("data_rejection")
+        return cls(build_generator(cfg["base"]), build_generator(cfg["refiner"]),
+                   None if dr is None else DataRejection(**dr))
 
     def forward(self, y: Tensor) -> Tensor:
         return self.base(self.refiner(y))
@@ -85,4 +156,7 @@ class RefinedGenerator(Generator):
         if not self.invertible:
             raise ValueError("this refined generator has no explicit density (its refiner or base is not invertible)")
         z = self.base.inverse(x)
-        return self.base.log_prob(x) + self.refiner.log_prob(z) - self.base.prior.log_prob(z)
+        lp = self.base.log_prob(x) + self.refiner.log_prob(z) - self.base.prior.log_prob(z)
+        if self.rejects_data:
+            lp = lp + self.data_rejection.log_accept(x) - self.data_rejection.log_z
+        return lp
