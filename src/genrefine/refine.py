@@ -83,7 +83,7 @@ class RefinedGenerator(Generator):
         return accept_loop(draw, n, math.exp(self.data_rejection.log_z), batch_size)
 
     def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
-                           quantile: float = 0.95, hidden: int = 48, layers: int = 4, steps: int = 3000,
+                           quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 3000,
                            batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999, progress: bool = True,
                            checkpoint: str | None = None) -> "RefinedGenerator":
         """Fit the data-space rejection step (:mod:`genrefine.samplers.data_rejection`).
