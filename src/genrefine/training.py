@@ -107,6 +107,25 @@ def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history
     atomic_write_text(prefix + ".json", json.dumps(info))
 
 
+def regress(predict: Callable[[Tensor], Tensor], params, x: Tensor, target: Tensor, steps: int, batch_size: int,
+            lr: float, desc: str, progress: bool = True) -> None:
+    """Distillation: fit ``predict(x[j]) ≈ target[j]`` by mean squared error, Adam with a cosine
+    schedule, ``steps`` random batches of ``batch_size`` rows (the rejection steps' students)."""
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(steps))
+    bar = tqdm(range(int(steps)), desc=desc, disable=not progress, leave=False)
+    for i in bar:
+        j = torch.randint(0, len(x), (int(batch_size),), device=x.device)
+        loss = (predict(x[j]) - target[j]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        if i % 100 == 0:
+            bar.set_postfix(mse=f"{loss.item():.3g}")
+    bar.close()
+
+
 def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, slope: float = 0.01) -> nn.Sequential:
     """``layers`` hidden layers of ``hidden`` units with leaky ReLU, linear output."""
     mods: list[nn.Module] = []

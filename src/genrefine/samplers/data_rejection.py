@@ -32,9 +32,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
-from genrefine.training import mlp
+from genrefine.training import mlp, regress
 
 
 class DataRejection(nn.Module):
@@ -103,19 +102,7 @@ class DataRejection(nn.Module):
         for p in self.student.parameters():
             p.requires_grad_(True)
         self.student.train()
-        opt = torch.optim.Adam(self.student.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(steps))
-        bar = tqdm(range(int(steps)), desc="data rejection (distil)", disable=not progress, leave=False)
-        for i in bar:
-            j = torch.randint(0, len(x), (int(batch_size),), device=x.device)
-            loss = (self.score(x[j]) - t[j]).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if i % 100 == 0:
-                bar.set_postfix(mse=f"{loss.item():.3g}")
-        bar.close()
+        regress(self.score, self.student.parameters(), x, t, steps, batch_size, lr, "data rejection (distil)", progress)
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)

@@ -47,10 +47,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from genrefine.generators.base import Generator, register_family
-from genrefine.training import mlp, train_loop
+from genrefine.training import mlp, regress, train_loop
 from genrefine.validation import check_array, check_weights
 
 
@@ -289,19 +288,8 @@ class RefinerGAN(Generator):
         for p in self.student.parameters():
             p.requires_grad_(True)
         self.student.train()
-        opt = torch.optim.Adam(self.student.parameters(), lr=lr)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(steps))
-        bar = tqdm(range(int(steps)), desc="LaSeR rejection (distil D)", disable=not progress, leave=False)
-        for i in bar:
-            j = torch.randint(0, len(z), (int(batch_size),), device=dev)
-            loss = (self.student(z[j]).squeeze(-1) - t[j]).pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if i % 100 == 0:
-                bar.set_postfix(mse=f"{loss.item():.3g}")
-        bar.close()
+        regress(lambda v: self.student(v).squeeze(-1), self.student.parameters(), z, t, steps, batch_size, lr,
+                "LaSeR rejection (distil D)", progress)
         self.freeze()
         with torch.no_grad():
             s_fit = torch.cat([self.student(c).squeeze(-1) for c in z.split(50_000)])
