@@ -33,6 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from genrefine.samplers.refiner_gan import quantile_bound
 from genrefine.training import mlp, regress
 
 
@@ -109,10 +110,7 @@ class DataRejection(nn.Module):
         with torch.no_grad():
             s = torch.cat([self.score(c) for c in x.split(50_000)])
             corr = torch.corrcoef(torch.stack([s, t]))[0, 1].item()
-            bound = torch.quantile(s[:1_000_000], float(quantile)) if quantile < 1 else s.max()
-            acc = torch.exp((s - bound).clamp(max=0.0)).mean()
-            if not (torch.isfinite(bound) and acc > 0):
-                raise ValueError(f"data rejection: distillation failed (bound {bound.item()}, acceptance {acc.item()})")
+            bound, acc = quantile_bound(s, quantile, "data rejection")
             self.state.copy_(torch.stack([bound, acc.log()]))
         self.diagnostics_ = {"quantile": float(quantile), "bound": bound.item(), "acceptance_rate": acc.item(),
                              "student_corr": corr, "student_mse": ((s - t) ** 2).mean().item(),

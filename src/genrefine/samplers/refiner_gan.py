@@ -119,6 +119,18 @@ def proposals(proposal: Distribution, score):
     return draw
 
 
+@torch.no_grad()
+def quantile_bound(scores: Tensor, quantile: float, what: str) -> tuple[Tensor, Tensor]:
+    """The bound ``b`` of a rejection step at the ``quantile`` of its ``scores`` (their maximum
+    at 1) and the mean acceptance ``E min(1, exp(s - b))`` there; one clear error if either is
+    unusable (``what`` names the step)."""
+    bound = torch.quantile(scores[:1_000_000].float(), float(quantile)) if quantile < 1 else scores.max()
+    acc = torch.exp((scores - bound).clamp(max=0.0)).mean()
+    if not (torch.isfinite(bound) and acc > 0):
+        raise ValueError(f"{what}: distillation failed (bound {bound.item()}, acceptance {acc.item()})")
+    return bound, acc
+
+
 @register_family("refiner_gan")
 class RefinerGAN(Generator):
     """``z = Φ(y)``, ``y ~ N(0, I_aux_dim)``: a latent-space generator trained by weighted BCE.
@@ -296,10 +308,7 @@ class RefinerGAN(Generator):
             corr = torch.corrcoef(torch.stack([s_fit, t]))[0, 1].item()
             z2 = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
             s2 = torch.cat([self.student(c).squeeze(-1) for c in z2.split(50_000)])
-            bound = torch.quantile(s2[:1_000_000].float(), float(quantile)) if quantile < 1 else s2.max()
-            acc = torch.exp((s2 - bound).clamp(max=0.0)).mean()
-            if not (torch.isfinite(bound) and acc > 0):
-                raise ValueError(f"rejection step: distillation failed (bound {bound.item()}, acceptance {acc.item()})")
+            bound, acc = quantile_bound(s2, quantile, "rejection step")
             self.drs_state.copy_(torch.stack([bound, acc.log()]))
         self.drs_diagnostics_ = {"quantile": float(quantile), "bound": bound.item(), "acceptance_rate": acc.item(),
                                  "student_corr": corr, "student_mse": ((s_fit - t) ** 2).mean().item(),
