@@ -8,8 +8,10 @@ import torch
 from genrefine.checkpoint import load_generator, save_generator
 from genrefine.generators import RealNVPGenerator
 from genrefine.refine import RefinedGenerator
+from genrefine.samplers.data_rejection import DataRejection
 from genrefine.samplers.refiner_flow import RefinerFlow
 from genrefine.samplers.refiner_gan import RefinerGAN
+from genrefine.weights import DensityRatioClassifier
 
 A = torch.tensor([1.0, -0.5])
 
@@ -161,21 +163,25 @@ class _KnownDataLogWeight(torch.nn.Module):
     """A 'classifier' whose log weight is the exact log ratio of a known reweighting in data space."""
 
     def log_weight(self, x):
-        return torch.log(0.2 + 1.8 * torch.sigmoid(3 * x[:, 0]))
+        return _known_w(x).log()
+
+
+def _refined_flow_with_known_reweighting(seed: int, n: int):
+    """A small refined generator with an exact density (flow base and flow refiner), ``n`` of its
+    samples, ``w = _known_w`` at them, and the mean of ρ w."""
+    torch.manual_seed(seed)
+    base = RealNVPGenerator(2, transforms=2, hidden=(8,)).freeze()
+    rg = RefinedGenerator(base, RefinerFlow(2, transforms=1, hidden=(8,)).freeze())
+    ref = rg.sample(n)
+    wr = _known_w(ref)
+    return base, rg, ref, wr, (wr[:, None] * ref).sum(0) / wr.sum()
 
 
 def test_data_rejection_step_reproduces_known_reweighting(tmp_path):
     # a refined generator (flow base, flow refiner: it has an exact density) whose outputs are
     # thinned in data space by the exact log ratio of w(x) = 0.2 + 1.8 σ(3 x1): the accepted
     # samples must follow ρ(x) w(x) / E_ρ[w], whatever ρ is
-    torch.manual_seed(0)
-    from genrefine.samplers.data_rejection import DataRejection
-
-    base = RealNVPGenerator(2, transforms=2, hidden=(8,)).freeze()
-    rg = RefinedGenerator(base, RefinerFlow(2, transforms=1, hidden=(8,)).freeze())
-    ref = rg.sample(1_000_000)
-    wr = _known_w(ref)
-    true_mean = (wr[:, None] * ref).sum(0) / wr.sum()
+    base, rg, ref, wr, true_mean = _refined_flow_with_known_reweighting(0, 1_000_000)
     true_std = ((wr[:, None] * (ref - true_mean) ** 2).sum(0) / wr.sum()).sqrt()
     assert (true_mean - ref.mean(0)).abs().max() > 0.2  # the reweighting moves the mean a long way
     step = DataRejection(2, hidden=32, layers=3).fit(_KnownDataLogWeight(), rg.sample(100_000), quantile=1.0,
@@ -204,16 +210,9 @@ def test_data_rejection_step_reproduces_known_reweighting(tmp_path):
 
 
 def test_fit_data_rejection_learns_the_reweighting_from_data():
-    # data drawn from ρ w (resampled refined samples): the step's own classifier must find w,
-    # warm-started from another classifier or trained from scratch
-    torch.manual_seed(1)
-    from genrefine.weights import DensityRatioClassifier
-
-    base = RealNVPGenerator(2, transforms=2, hidden=(8,)).freeze()
-    rg = RefinedGenerator(base, RefinerFlow(2, transforms=1, hidden=(8,)).freeze())
-    ref = rg.sample(400_000)
-    wr = _known_w(ref)
-    true_mean = (wr[:, None] * ref).sum(0) / wr.sum()
+    # data drawn from ρ w (resampled refined samples): the step's own classifier, warm-started
+    # from a copy of an (untrained) classifier, must find w
+    _, rg, ref, wr, true_mean = _refined_flow_with_known_reweighting(1, 400_000)
     data = ref[torch.multinomial(wr, 30_000, replacement=True)]
     start = DensityRatioClassifier(2, 32, 3)
     rg.fit_data_rejection(data, classifier=start, epochs=8, hidden=32, layers=3, steps=800, quantile=0.99,
@@ -226,8 +225,6 @@ def test_fit_data_rejection_learns_the_reweighting_from_data():
 
 
 def test_data_rejection_refuses_bad_input():
-    from genrefine.samplers.data_rejection import DataRejection
-
     class NaNWeights(torch.nn.Module):
         def log_weight(self, x):
             return torch.full((len(x),), float("nan"))

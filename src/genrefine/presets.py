@@ -43,7 +43,7 @@ PRESETS: dict[str, dict] = {
                   # its median (the residual is excess mass, which a low bound removes at acceptance
                   # 0.96-0.99; every rejection there wastes a base pass). On the saved Table 3 models,
                   # share of DCTR's JSD cut: gaussians4 66-69 -> 78-80%, checkerboard 71 -> 90%; 4 x 48 at
-                  # the 95th percentile gained 2-5 points more but ran at 0.55-0.66x the base (docs/laser.md)
+                  # the 95th percentile gained 2-5 points more but ran at 0.56-0.68x the base (docs/laser.md)
                   "data_rejection": {"epochs": 5, "quantile": 0.5, "hidden": 32, "layers": 3, "steps": 3000}},
         "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
                        "gamma": 0.85},

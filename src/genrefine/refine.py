@@ -11,7 +11,7 @@ from torch.distributions import Distribution
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.samplers.data_rejection import DataRejection
-from genrefine.samplers.refiner_gan import RejectionPrior, accept_loop
+from genrefine.samplers.rejection import RejectionPrior, accept_loop
 from genrefine.validation import check_array
 
 

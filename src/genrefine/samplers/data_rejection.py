@@ -20,7 +20,7 @@ refiner is trained:
    under-produced are accepted always and not boosted.
 
 The refined generator's latent distribution is then the refiner's thinned by ``a(g(Φ(y)))``
-(a :class:`~genrefine.samplers.refiner_gan.RejectionPrior`), so HMC, a density of an invertible
+(a :class:`~genrefine.samplers.rejection.RejectionPrior`), so HMC, a density of an invertible
 refined generator, and a further refinement all see the right density.
 
 Measured on the saved Table 3 models (share of DCTR's JSD cut; docs/laser.md, "Rejection in
@@ -33,7 +33,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genrefine.samplers.refiner_gan import quantile_bound
+from genrefine.samplers.rejection import quantile_bound
 from genrefine.training import mlp, regress
 
 
