@@ -68,19 +68,34 @@ class RefinedGenerator(Generator):
         return RejectionPrior(root, log_accept, log_z + self.data_rejection.log_z)
 
     @torch.no_grad()
+    def propose(self, m: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor, Tensor]:
+        """At most ``m`` candidates ``(log a(x), y, x)``: ``m`` draws of the refiner's proposal,
+        thinned by its own rejection step before the base runs (so the base runs only on the
+        survivors), then scored by the data rejection step (``log a = 0`` without one)."""
+        la, y, z = self.refiner.propose(m, batch_size)
+        keep = torch.rand(len(la), device=la.device).log() < la
+        if not bool(keep.all()):
+            y, z = y[keep], z[keep]
+        x = self.base.generate(z, batch_size)
+        return (self.data_rejection.log_accept(x) if self.rejects_data else x.new_zeros(len(x))), y, x
+
+    @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
         """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not
-        repeated. With the data rejection step, candidates come from the refiner, the base runs
-        once on each, and the accepted ones are kept (vectorised batches)."""
-        if not self.rejects_data:
+        repeated. With rejection steps (the refiner's in its latent space, the data step here),
+        one vectorised loop draws candidates, thins them by the refiner's step, runs the base
+        once on the survivors and thins those by the data step (:meth:`propose`)."""
+        rate = math.exp(self.refiner_log_z + (self.data_rejection.log_z if self.rejects_data else 0.0))
+        if rate == 1.0 and not self.rejects_data:
             y, z = self.refiner.sample_with_latents(n, batch_size)
             return y, self.base.generate(z, batch_size)
+        return accept_loop(self.propose, n, rate, min(int(batch_size), 32_768))
 
-        def draw(m: int):
-            y, z = self.refiner.sample_with_latents(m, batch_size)
-            x = self.base.generate(z, batch_size)
-            return self.data_rejection.log_accept(x), y, x
-        return accept_loop(draw, n, math.exp(self.data_rejection.log_z), batch_size)
+    @property
+    def refiner_log_z(self) -> float:
+        """``log`` of the refiner's own acceptance rate (0 when its prior is not thinned)."""
+        p = self.refiner.prior
+        return float(p.log_z) if isinstance(p, RejectionPrior) else 0.0
 
     def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
                            quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 3000,

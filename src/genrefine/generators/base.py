@@ -85,6 +85,19 @@ class Generator(nn.Module):
         return z, self.generate(z, batch_size)
 
     @torch.no_grad()
+    def propose(self, m: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor, Tensor]:
+        """``m`` candidates ``(log_a, z, g(z))`` for sampling by rejection: kept with probability
+        ``exp(log_a)`` (:func:`~genrefine.samplers.rejection.accept_loop`), they are draws of
+        ``(prior, g)``. ``z`` comes from the prior (``log_a = 0``) or, when the prior is a
+        thinned one (:class:`~genrefine.samplers.rejection.RejectionPrior`), from its proposal."""
+        prior = self.prior
+        if hasattr(prior, "log_accept") and hasattr(prior, "proposal"):
+            z = prior.proposal.sample((int(m),))
+            return prior.log_accept(z), z, self.generate(z, batch_size)
+        z = prior.sample((int(m),))
+        return z.new_zeros(len(z)), z, self.generate(z, batch_size)
+
+    @torch.no_grad()
     def sample(self, n: int, batch_size: int = 50_000) -> Tensor:
         """Draw ``n`` samples ``x = g(z)``, ``z ~ prior``."""
         return self.sample_with_latents(n, batch_size)[1]

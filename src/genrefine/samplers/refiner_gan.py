@@ -49,7 +49,7 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from genrefine.generators.base import Generator, register_family
-from genrefine.samplers.rejection import RejectionPrior, accept_loop, proposals, quantile_bound
+from genrefine.samplers.rejection import RejectionPrior, accept_loop, quantile_bound
 from genrefine.training import mlp, regress, train_loop
 from genrefine.validation import check_array, check_weights
 
@@ -112,17 +112,23 @@ class RefinerGAN(Generator):
         return RejectionPrior(base, self.log_accept, self.drs_state[1].item())
 
     @torch.no_grad()
+    def propose(self, m: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor, Tensor]:
+        """``m`` candidates ``(log a(y), y, Φ(y))`` with ``y ~ N(0, I)``: Φ runs once per candidate
+        (its output is both scored and returned); ``log a = 0`` without the rejection step."""
+        y = super().prior.sample((int(m),))
+        if not self.rejects:
+            z = self.generate(y, batch_size)
+            return z.new_zeros(len(z)), y, z
+        parts = [(self._log_accept_z(zc), zc) for zc in (self(c) for c in y.split(int(batch_size)))]
+        return torch.cat([p[0] for p in parts]), y, torch.cat([p[1] for p in parts])
+
+    @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
         """``(y, Φ(y))`` with ``y`` from :attr:`prior`; with the rejection step, Φ runs once per
         candidate and its outputs are kept for the accepted ones."""
         if not self.rejects:
             return super().sample_with_latents(n, batch_size)
-
-        def score(y):
-            z = self(y)
-            return self._log_accept_z(z), z
-        return accept_loop(proposals(super().prior, score), n, math.exp(self.drs_state[1].item()),
-                           min(int(batch_size), 32_768))
+        return accept_loop(self.propose, n, math.exp(self.drs_state[1].item()), min(int(batch_size), 32_768))
 
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
             gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
