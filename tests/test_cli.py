@@ -52,7 +52,7 @@ TINY = {
     "classifier": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500},
     "hmc": {"paper": False, "n_chains": 200, "burn_in": 5, "n_leapfrog": 3},
     "laser": {"hidden": 16, "layers": 2, "epochs": 2, "batch_size": 500, "drs": {"n": 5000, "steps": 50},
-              "data_rejection": {"epochs": 1, "steps": 50}},
+              "data_rejection": {"epochs": 1, "steps": 50, "boost": {"n": 20_000, "steps": 50}}},
     "laser-flow": {"transforms": 1, "hidden": [16], "epochs": 2, "batch_size": 500},
 }
 
@@ -74,6 +74,8 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     assert len(metrics["diagnostics"]["laser"]["iterations"]) == 2
     assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["rejection"]["acceptance_rate"] <= 1
     assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["data_rejection"]["acceptance_rate"] <= 1
+    boost = metrics["diagnostics"]["laser"]["iterations"][1]["data_rejection"]["boost"]
+    assert 0.69 < boost["acceptance_rate"] <= 1 and 0.5 < boost["data_acceptance_after"] <= 1
     assert np.load(out / "latents" / "laser.npy").shape == (2000, 2)  # base latent space, also when nested
     assert res.models["laser"].depth == 2
     code = main(["sample", "--model", str(out / "models" / "laser"), "--n", "500", "--out", str(tmp_path / "s.npy")])

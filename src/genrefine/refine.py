@@ -100,14 +100,17 @@ class RefinedGenerator(Generator):
     def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
                            quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 3000,
                            batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999, progress: bool = True,
-                           checkpoint: str | None = None) -> "RefinedGenerator":
+                           checkpoint: str | None = None, boost: dict | None = None) -> "RefinedGenerator":
         """Fit the data-space rejection step (:mod:`genrefine.samplers.data_rejection`).
 
         A copy of ``classifier`` (the DCTR classifier of the base; a new
         :class:`~genrefine.weights.DensityRatioClassifier` when None, then give it more
         ``epochs``) is trained on ``data`` against ``generated_per_data x len(data)`` samples of
         this generator, then distilled into a ``layers x hidden`` student with the bound at its
-        ``quantile``. Replaces an earlier step. Fills :attr:`data_rejection_diagnostics_`.
+        ``quantile``. Replaces an earlier step. With ``boost`` (keyword arguments of
+        :meth:`fit_boost`, e.g. ``{"quantile": 0.99, "min_acceptance": 0.7}``) and a refiner
+        with a latent rejection step, the part of the correction that raises mass moves into
+        that step. Fills :attr:`data_rejection_diagnostics_`.
         """
         from genrefine.weights.classifier import DensityRatioClassifier
 
@@ -124,6 +127,40 @@ class RefinedGenerator(Generator):
         self.data_rejection = step
         self.data_rejection_diagnostics_ = {**step.diagnostics_, "classifier_epochs": int(epochs),
                                             "warm_start": classifier is not None, "generated": int(n_gen)}
+        if boost is not None and hasattr(self.refiner, "fit_boost") and getattr(self.refiner, "rejects", False):
+            self.fit_boost(progress=progress, **boost)
+            self.data_rejection_diagnostics_["boost"] = self.boost_diagnostics_
+        return self
+
+    def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000, steps: int = 3000,
+                  progress: bool = True) -> "RefinedGenerator":
+        """Move the raising half of the data rejection step into the refiner's latent step.
+
+        The data step accepts ``min(1, exp(s(x) - b))``: it thins where its classifier score
+        ``s`` is below the bound ``b`` and leaves the rest alone, so regions the classifier
+        wants *raised* are not (with ``b`` at the median that shifts broad mass the wrong way).
+        The missing factor ``exp(max(0, s - b))`` is folded into the refiner's latent step
+        (:meth:`~genrefine.samplers.refiner_gan.RefinerGAN.fit_boost`, evaluated at
+        ``x = base(z)`` while it is distilled), where a rejected candidate costs the refiner
+        and its student, not a base pass: together the two steps apply ``exp(s - b)``, the whole
+        correction, up to the latent bound (``quantile``, lowered to keep the latent
+        acceptance at ``min_acceptance``). The data step's ``log Z`` is then re-estimated on
+        the refiner's new outputs, so :attr:`prior` and :meth:`log_prob` stay normalised.
+        Fills :attr:`boost_diagnostics_`.
+        """
+        if not self.rejects_data:
+            raise ValueError("fit_boost needs a fitted data rejection step (call fit_data_rejection first)")
+        if not (hasattr(self.refiner, "fit_boost") and getattr(self.refiner, "rejects", False)):
+            raise ValueError("fit_boost needs a refiner with a fitted latent rejection step (a RefinerGAN with drs_hidden > 0)")
+        step = self.data_rejection
+        b = step.state[0].clone()
+        self.refiner.fit_boost(lambda z: (step.score(self.base(z)) - b).clamp(min=0.0), quantile=quantile,
+                               min_acceptance=min_acceptance, n=n, steps=steps, progress=progress)
+        with torch.no_grad():  # the data step's acceptance on the new candidates
+            x = self.base.generate(self.refiner.sample(int(n)))
+            acc = torch.cat([step.log_accept(c) for c in x.split(50_000)]).exp().mean()
+            step.state[1] = acc.log()
+        self.boost_diagnostics_ = {**self.refiner.boost_diagnostics_, "data_acceptance_after": acc.item()}
         return self
 
     @property

@@ -214,32 +214,66 @@ class RefinerGAN(Generator):
         """
         if not self.drs_hidden:
             raise ValueError("this refiner has no rejection step (drs_hidden = 0)")
-        if not 0.0 < float(quantile) <= 1.0:
-            raise ValueError(f"the rejection bound's quantile must be in (0, 1], got {quantile}")
-        dev = self.device
         discriminator.eval()
         for p in discriminator.parameters():
             p.requires_grad_(False)
+        self.drs_diagnostics_ = self._distil_step(lambda z: discriminator(z).squeeze(-1), quantile, 0.0, n, steps,
+                                                  batch_size, lr, "LaSeR rejection (distil D)", progress)
+        return self
+
+    def fit_boost(self, extra_log_weight, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000,
+                  steps: int = 3000, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
+        """Fold ``extra_log_weight(z) >= 0`` (a further log weight of Φ's outputs) into the
+        rejection step: the student is distilled anew from ``log a(z) + extra(z)`` (the current
+        step's log acceptance plus the extra), with its bound at the ``quantile`` of the new
+        scores, lowered if needed to keep the acceptance at ``min_acceptance`` or more.
+
+        The refined generator uses it to move the *raising* part of its data-space correction
+        before the base generator runs (:meth:`~genrefine.refine.RefinedGenerator.fit_boost`):
+        there a rejected candidate costs Φ and the student, not a base pass. Fills
+        :attr:`boost_diagnostics_`."""
+        if not self.rejects:
+            raise ValueError("fit_boost needs a fitted rejection step (call fit_rejection first)")
+        self.boost_diagnostics_ = self._distil_step(lambda z: self._log_accept_z(z) + extra_log_weight(z), quantile,
+                                                    min_acceptance, n, steps, batch_size, lr,
+                                                    "LaSeR rejection (distil boost)", progress, reset=True)
+        return self
+
+    def _distil_step(self, target_fn, quantile: float, min_acceptance: float, n: int, steps: int, batch_size: int,
+                     lr: float, desc: str, progress: bool, reset: bool = False) -> dict:
+        """Regress the student on ``target_fn`` at ``n`` outputs ``Φ(y)`` (from fresh weights
+        when ``reset``; the targets are computed first, so they may use the current student)
+        and set ``[b, log Z]`` from ``n`` fresh ones (:func:`quantile_bound`); returns the
+        diagnostics."""
+        if not 0.0 < float(quantile) <= 1.0:
+            raise ValueError(f"the rejection bound's quantile must be in (0, 1], got {quantile}")
+        if not 0.0 <= float(min_acceptance) < 1.0:
+            raise ValueError(f"the rejection step's min_acceptance must be in [0, 1), got {min_acceptance}")
+        dev = self.device
         with torch.no_grad():
             z = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
-            t = torch.cat([discriminator(c).squeeze(-1) for c in z.split(50_000)])
+            t = torch.cat([target_fn(c) for c in z.split(50_000)])
         bad = int((~torch.isfinite(t)).sum())
         if bad:
-            raise ValueError(f"rejection step: the discriminator gave {bad} non-finite logits at the refiner's outputs")
+            raise ValueError(f"rejection step: the target gave {bad} non-finite logits (log weights) at the refiner's outputs")
+        if reset:
+            for m in self.student.modules():
+                if isinstance(m, nn.Linear):
+                    m.reset_parameters()
+        self.drs_state.fill_(float("nan"))  # not a valid step while the student is refitted
         for p in self.student.parameters():
             p.requires_grad_(True)
         self.student.train()
         regress(lambda v: self.student(v).squeeze(-1), self.student.parameters(), z, t, steps, batch_size, lr,
-                "LaSeR rejection (distil D)", progress)
+                desc, progress)
         self.freeze()
         with torch.no_grad():
             s_fit = torch.cat([self.student(c).squeeze(-1) for c in z.split(50_000)])
             corr = torch.corrcoef(torch.stack([s_fit, t]))[0, 1].item()
             z2 = self.generate(torch.randn(int(n), self.aux_dim, device=dev))
             s2 = torch.cat([self.student(c).squeeze(-1) for c in z2.split(50_000)])
-            bound, acc = quantile_bound(s2, quantile, "rejection step")
+            bound, acc = quantile_bound(s2, quantile, "rejection step", min_acceptance)
             self.drs_state.copy_(torch.stack([bound, acc.log()]))
-        self.drs_diagnostics_ = {"quantile": float(quantile), "bound": bound.item(), "acceptance_rate": acc.item(),
-                                 "student_corr": corr, "student_mse": ((s_fit - t) ** 2).mean().item(),
-                                 "above_bound": (s2 > bound).float().mean().item()}
-        return self
+        return {"quantile": float(quantile), "min_acceptance": float(min_acceptance), "bound": bound.item(),
+                "acceptance_rate": acc.item(), "student_corr": corr, "student_mse": ((s_fit - t) ** 2).mean().item(),
+                "above_bound": (s2 > bound).float().mean().item()}

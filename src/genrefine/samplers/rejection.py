@@ -239,14 +239,25 @@ def proposals(proposal: Distribution, score):
 
 
 @torch.no_grad()
-def quantile_bound(scores: Tensor, quantile: float, what: str) -> tuple[Tensor, Tensor]:
+def quantile_bound(scores: Tensor, quantile: float, what: str, min_acceptance: float = 0.0) -> tuple[Tensor, Tensor]:
     """The bound ``b`` of a rejection step at the ``quantile`` of its ``scores`` (their maximum
     at 1) and the mean acceptance ``E min(1, exp(s - b))`` there; one clear error if either is
-    unusable (``what`` names the step)."""
+    unusable (``what`` names the step). Where that acceptance is below ``min_acceptance`` the
+    bound is lowered (bisection) until the acceptance reaches it: a cap on the step's cost,
+    paid for by truncating the largest scores."""
+    if not 0.0 <= float(min_acceptance) < 1.0:
+        raise ValueError(f"{what}: min_acceptance must be in [0, 1), got {min_acceptance}")
     bound = torch.quantile(scores[:1_000_000].float(), float(quantile)) if quantile < 1 else scores.max()
     acc = torch.exp((scores - bound).clamp(max=0.0)).mean()
     if not (torch.isfinite(bound) and acc > 0):
         raise ValueError(f"{what}: distillation failed (bound {bound.item()}, acceptance {acc.item()})")
+    if acc < min_acceptance:
+        lo, hi = scores.min(), bound  # acceptance is 1 at lo and falls as the bound rises
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if torch.exp((scores - mid).clamp(max=0.0)).mean() >= min_acceptance else (lo, mid)
+        bound = lo
+        acc = torch.exp((scores - bound).clamp(max=0.0)).mean()
     return bound, acc
 
 
