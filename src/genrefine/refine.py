@@ -49,6 +49,11 @@ class RefinedGenerator(Generator):
         self.data_rejection = data_rejection
 
     @property
+    def chunk_size(self) -> int:  # type: ignore[override]
+        """Rows per chunk when a whole refined pass runs at once: the base's, which costs most."""
+        return self.base.chunk_size
+
+    @property
     def rejects_data(self) -> bool:
         """Whether sampling ends with a fitted data-space rejection step."""
         return self.data_rejection is not None and self.data_rejection.fitted
@@ -68,28 +73,32 @@ class RefinedGenerator(Generator):
         return RejectionPrior(root, log_accept, log_z + self.data_rejection.log_z)
 
     @torch.no_grad()
-    def propose(self, m: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor, Tensor]:
+    def propose(self, m: int, batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """At most ``m`` candidates ``(log a(x), y, x)``: ``m`` draws of the refiner's proposal,
         thinned by its own rejection step before the base runs (so the base runs only on the
-        survivors), then scored by the data rejection step (``log a = 0`` without one)."""
+        survivors), then scored by the data rejection step (``log a = 0`` without one). Each part
+        runs in its own chunk size unless ``batch_size`` is given."""
         la, y, z = self.refiner.propose(m, batch_size)
         keep = torch.rand(len(la), device=la.device).log() < la
         if not bool(keep.all()):
             y, z = y[keep], z[keep]
         x = self.base.generate(z, batch_size)
-        return (self.data_rejection.log_accept(x) if self.rejects_data else x.new_zeros(len(x))), y, x
+        if not self.rejects_data:
+            return x.new_zeros(len(x)), y, x
+        return torch.cat([self.data_rejection.log_accept(c) for c in x.split(int(batch_size or 4096))]), y, x
 
     @torch.no_grad()
-    def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
+    def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not
         repeated. With rejection steps (the refiner's in its latent space, the data step here),
-        one vectorised loop draws candidates, thins them by the refiner's step, runs the base
-        once on the survivors and thins those by the data step (:meth:`propose`)."""
+        one vectorised loop draws candidates in batches of 65,536, thins them by the refiner's
+        step, runs the base once on the survivors and thins those by the data step
+        (:meth:`propose`)."""
         rate = math.exp(self.refiner_log_z + (self.data_rejection.log_z if self.rejects_data else 0.0))
         if rate == 1.0 and not self.rejects_data:
             y, z = self.refiner.sample_with_latents(n, batch_size)
             return y, self.base.generate(z, batch_size)
-        return accept_loop(self.propose, n, rate, min(int(batch_size), 32_768))
+        return accept_loop(lambda m: self.propose(m, batch_size), n, rate, 65_536)
 
     @property
     def refiner_log_z(self) -> float:

@@ -29,6 +29,9 @@ class RealNVPGenerator(Generator):
     """
 
     invertible = True
+    # measured on 2 cores, raw sample(200k): 12 x (3 x 48) 0.224 s in chunks of 8192 against
+    # 0.250 s in chunks of 50k; 20 x (3 x 60) 0.58 s against 1.33 s
+    chunk_size = 8192
 
     def __init__(self, data_dim: int, transforms: int = 12, hidden: tuple[int, ...] | list[int] = (48, 48, 48)) -> None:
         super().__init__(latent_dim=data_dim, data_dim=data_dim)

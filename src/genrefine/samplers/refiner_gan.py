@@ -111,24 +111,30 @@ class RefinerGAN(Generator):
             return base
         return RejectionPrior(base, self.log_accept, self.drs_state[1].item())
 
+    chunk_size = 4096  # small MLPs: a 4 x 48 one ran 200k rows in 0.016 s in chunks of 4096, 0.024 s in 32k
+
     @torch.no_grad()
-    def propose(self, m: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor, Tensor]:
-        """``m`` candidates ``(log a(y), y, Φ(y))`` with ``y ~ N(0, I)``: Φ runs once per candidate
-        (its output is both scored and returned); ``log a = 0`` without the rejection step."""
+    def propose(self, m: int, batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``m`` candidates ``(log a(y), y, Φ(y))`` with ``y ~ N(0, I)``: Φ and the rejection
+        step's student run once per candidate, chunk by chunk (``log a = 0`` without the step)."""
         y = super().prior.sample((int(m),))
         if not self.rejects:
             z = self.generate(y, batch_size)
             return z.new_zeros(len(z)), y, z
-        parts = [(self._log_accept_z(zc), zc) for zc in (self(c) for c in y.split(int(batch_size)))]
-        return torch.cat([p[0] for p in parts]), y, torch.cat([p[1] for p in parts])
+        out = torch.cat([self._phi_and_log_accept(c) for c in y.split(int(batch_size or self.chunk_size))])
+        return out[:, -1], y, out[:, :-1]
+
+    def _phi_and_log_accept(self, y: Tensor) -> Tensor:
+        z = self(y)
+        return torch.cat([z, self._log_accept_z(z)[:, None]], 1)
 
     @torch.no_grad()
-    def sample_with_latents(self, n: int, batch_size: int = 50_000) -> tuple[Tensor, Tensor]:
+    def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """``(y, Φ(y))`` with ``y`` from :attr:`prior`; with the rejection step, Φ runs once per
         candidate and its outputs are kept for the accepted ones."""
         if not self.rejects:
             return super().sample_with_latents(n, batch_size)
-        return accept_loop(self.propose, n, math.exp(self.drs_state[1].item()), min(int(batch_size), 32_768))
+        return accept_loop(self.propose, n, math.exp(self.drs_state[1].item()), 65_536)
 
     def fit(self, z, w, epochs: int = 200, batch_size: int = 2000, lr: float = 1e-4, betas=(0.5, 0.9),
             gamma: float = 0.999, n_critic: int = 4, r1: float = 0.0, ema: float = 0.99, coupled: bool = True,
