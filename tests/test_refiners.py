@@ -177,6 +177,18 @@ def _refined_flow_with_known_reweighting(seed: int, n: int):
     return base, rg, ref, wr, (wr[:, None] * ref).sum(0) / wr.sum()
 
 
+def _assert_moments(x, true_mean, true_std, atol_std):
+    """Samples ``x`` have the mean (to 0.02) and standard deviation (to ``atol_std``) of the target."""
+    assert torch.allclose(x.mean(0), true_mean, atol=0.02), (x.mean(0), true_mean)
+    assert torch.allclose(x.std(0), true_std, atol=atol_std), (x.std(0), true_std)
+
+
+def _assert_normalised(prior, dim, tol):
+    """A thinned prior's density ratio to its N(0, I) proposal integrates to one."""
+    y = torch.randn(200_000, dim)
+    assert abs(prior.log_ratio(y).exp().mean().item() - 1) < tol
+
+
 def test_data_rejection_step_reproduces_known_reweighting(tmp_path):
     # a refined generator (flow base, flow refiner: it has an exact density) whose outputs are
     # thinned in data space by the exact log ratio of w(x) = 0.2 + 1.8 σ(3 x1): the accepted
@@ -190,13 +202,10 @@ def test_data_rejection_step_reproduces_known_reweighting(tmp_path):
     assert d["student_corr"] > 0.995 and abs(d["acceptance_rate"] - (wr / np.exp(d["bound"])).mean().item()) < 0.02
     rg.data_rejection = step
     assert rg.rejects_data
-    x = rg.sample(200_000)
-    assert torch.allclose(x.mean(0), true_mean, atol=0.02), (x.mean(0), true_mean)
-    assert torch.allclose(x.std(0), true_std, atol=0.02), (x.std(0), true_std)
+    _assert_moments(rg.sample(200_000), true_mean, true_std, atol_std=0.02)
     # the thinned prior integrates to one under its proposal and gives the same distribution
     prior = rg.prior
-    y = torch.randn(200_000, 2)
-    assert abs(prior.log_ratio(y).exp().mean().item() - 1) < 0.02
+    _assert_normalised(prior, 2, tol=0.02)
     assert torch.allclose(rg.generate(prior.sample((100_000,))).mean(0), true_mean, atol=0.03)
     # the exact density gains log a(x) - log Z: still normalised
     x_plain = RefinedGenerator(base, rg.refiner).sample(200_000)
@@ -272,13 +281,9 @@ def test_boost_moves_the_raising_part_of_the_data_step_into_the_latent_step(tmp_
     rg.fit_boost(quantile=1.0, min_acceptance=0.0, n=100_000, steps=800, progress=False)
     d = rg.boost_diagnostics_
     assert d["student_corr"] > 0.99 and rg.refiner.rejects
-    x = rg.sample(200_000)
-    assert torch.allclose(x.mean(0), true_mean, atol=0.02), (x.mean(0), true_mean)
-    assert torch.allclose(x.std(0), true_std, atol=0.03), (x.std(0), true_std)
+    _assert_moments(rg.sample(200_000), true_mean, true_std, atol_std=0.03)
     # the acceptances: latent E[exp(max(0, s - b)) / e^B], data re-estimated on the new candidates
-    prior = rg.prior
-    y = torch.randn(200_000, 4)
-    assert abs(prior.log_ratio(y).exp().mean().item() - 1) < 0.03
+    _assert_normalised(rg.prior, 4, tol=0.03)
     assert abs(np.exp(rg.data_rejection.log_z) - d["data_acceptance_after"]) < 1e-6
     assert d["data_acceptance_after"] > rg.data_rejection.diagnostics_["acceptance_rate"]  # fewer low-w candidates now
     # saved and loaded, it samples the same way
