@@ -38,8 +38,7 @@ from genrefine.samplers.base import weight_diagnostics
 from genrefine.samplers.hmc import HMCSampler
 from genrefine.samplers.refiner_flow import RefinerFlow
 from genrefine.samplers.refiner_gan import RefinerGAN
-from genrefine.samplers.rejection import RejectionPrior
-from genrefine.samplers.rejection import LatentRejectionSampler
+from genrefine.samplers.rejection import LatentRejectionSampler, RejectionPrior
 from genrefine.validation import check_array, resolve_device
 from genrefine.weights import DensityRatioClassifier, latent_target
 

@@ -11,7 +11,7 @@ from torch.distributions import Distribution
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.samplers.data_rejection import DataRejection
-from genrefine.samplers.rejection import RejectionPrior, accept_loop
+from genrefine.samplers.rejection import CANDIDATE_BATCH, SMALL_NET_CHUNK, RejectionPrior, accept_loop
 from genrefine.validation import check_array
 
 
@@ -85,7 +85,7 @@ class RefinedGenerator(Generator):
         x = self.base.generate(z, batch_size)
         if not self.rejects_data:
             return x.new_zeros(len(x)), y, x
-        return torch.cat([self.data_rejection.log_accept(c) for c in x.split(int(batch_size or 4096))]), y, x
+        return torch.cat([self.data_rejection.log_accept(c) for c in x.split(int(batch_size or SMALL_NET_CHUNK))]), y, x
 
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
@@ -98,7 +98,7 @@ class RefinedGenerator(Generator):
         if rate == 1.0 and not self.rejects_data:
             y, z = self.refiner.sample_with_latents(n, batch_size)
             return y, self.base.generate(z, batch_size)
-        return accept_loop(lambda m: self.propose(m, batch_size), n, rate, 65_536)
+        return accept_loop(lambda m: self.propose(m, batch_size), n, rate, CANDIDATE_BATCH)
 
     @property
     def refiner_log_z(self) -> float:
@@ -136,10 +136,15 @@ class RefinedGenerator(Generator):
         self.data_rejection = step
         self.data_rejection_diagnostics_ = {**step.diagnostics_, "classifier_epochs": int(epochs),
                                             "warm_start": classifier is not None, "generated": int(n_gen)}
-        if boost is not None and hasattr(self.refiner, "fit_boost") and getattr(self.refiner, "rejects", False):
+        if boost is not None and self.can_boost:
             self.fit_boost(progress=progress, **boost)
             self.data_rejection_diagnostics_["boost"] = self.boost_diagnostics_
         return self
+
+    @property
+    def can_boost(self) -> bool:
+        """Whether the refiner has a fitted latent rejection step that :meth:`fit_boost` can extend."""
+        return hasattr(self.refiner, "fit_boost") and bool(getattr(self.refiner, "rejects", False))
 
     def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000, steps: int = 3000,
                   progress: bool = True) -> "RefinedGenerator":
@@ -159,7 +164,7 @@ class RefinedGenerator(Generator):
         """
         if not self.rejects_data:
             raise ValueError("fit_boost needs a fitted data rejection step (call fit_data_rejection first)")
-        if not (hasattr(self.refiner, "fit_boost") and getattr(self.refiner, "rejects", False)):
+        if not self.can_boost:
             raise ValueError("fit_boost needs a refiner with a fitted latent rejection step (a RefinerGAN with drs_hidden > 0)")
         step = self.data_rejection
         b = step.state[0].clone()

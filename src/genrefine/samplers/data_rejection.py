@@ -17,7 +17,10 @@ refiner is trained:
    over refined samples. A candidate rejected here has cost a base pass, so the quick preset
    puts ``b`` at the *median*: the residual is excess mass (bridges), which a low bound
    removes while accepting 96-99% of the candidates; points the classifier finds
-   under-produced are accepted always and not boosted.
+   under-produced are accepted always and not raised here. The raising half,
+   ``exp(max(0, s - b))``, can be folded into the refiner's latent step, where a rejection
+   costs no base pass (:meth:`~genrefine.refine.RefinedGenerator.fit_boost`; on in the quick
+   preset).
 
 The refined generator's latent distribution is then the refiner's thinned by ``a(g(Φ(y)))``
 (a :class:`~genrefine.samplers.rejection.RejectionPrior`), so HMC, a density of an invertible
@@ -33,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genrefine.samplers.rejection import quantile_bound
+from genrefine.samplers.rejection import check_bound_args, quantile_bound
 from genrefine.training import mlp, regress
 
 
@@ -87,8 +90,7 @@ class DataRejection(nn.Module):
         """Distil ``classifier.log_weight`` at the samples ``x`` (the refined generator's) into the
         student (MSE, Adam, cosine schedule) and set the bound at its ``quantile`` over ``x``.
         Fills :attr:`diagnostics_`."""
-        if not 0.0 < float(quantile) <= 1.0:
-            raise ValueError(f"the data rejection bound's quantile must be in (0, 1], got {quantile}")
+        check_bound_args(quantile, 0.0, "data rejection")
         x = torch.as_tensor(x, dtype=torch.float32, device=self.loc.device)
         if x.ndim != 2 or x.shape[1] != self.dim or len(x) < 2:
             raise ValueError(f"data rejection: need refined samples of shape (n >= 2, {self.dim}), got {tuple(x.shape)}")
