@@ -107,7 +107,7 @@ class RefinedGenerator(Generator):
         return float(p.log_z) if isinstance(p, RejectionPrior) else 0.0
 
     def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
-                           quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 3000,
+                           quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 20_000,
                            batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999, progress: bool = True,
                            checkpoint: str | None = None, boost: dict | None = None) -> "RefinedGenerator":
         """Fit the data-space rejection step (:mod:`genrefine.samplers.data_rejection`).
@@ -146,7 +146,7 @@ class RefinedGenerator(Generator):
         """Whether the refiner has a fitted latent rejection step that :meth:`fit_boost` can extend."""
         return hasattr(self.refiner, "fit_boost") and bool(getattr(self.refiner, "rejects", False))
 
-    def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000, steps: int = 3000,
+    def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000, steps: int = 10_000,
                   progress: bool = True) -> "RefinedGenerator":
         """Move the raising half of the data rejection step into the refiner's latent step.
 

@@ -211,7 +211,7 @@ class RefinerGAN(Generator):
             self.fit_rejection(disc, progress=progress, **(drs or {}))
         return self
 
-    def fit_rejection(self, discriminator: nn.Module, quantile: float = 0.95, n: int = 400_000, steps: int = 3000,
+    def fit_rejection(self, discriminator: nn.Module, quantile: float = 0.95, n: int = 400_000, steps: int = 10_000,
                       batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
         """Distil ``discriminator`` (logits at Φ's outputs) into the student and set the bound.
 
@@ -229,7 +229,7 @@ class RefinerGAN(Generator):
         return self
 
     def fit_boost(self, extra_log_weight, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000,
-                  steps: int = 3000, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
+                  steps: int = 10_000, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
         """Fold ``extra_log_weight(z) >= 0`` (a further log weight of Φ's outputs) into the
         rejection step: the student is distilled anew from ``log a(z) + extra(z)`` (the current
         step's log acceptance plus the extra), with its bound at the ``quantile`` of the new
