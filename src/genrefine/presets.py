@@ -55,7 +55,8 @@ PRESETS: dict[str, dict] = {
                   # seed 1: 54% in one run, 77% in another). With 20,000 steps (latent students 10,000) the
                   # correlation is 0.995-0.999 and LaSeR, base + DCTR + LaSeR runs at the same seed, moved
                   # 54 -> 100% (checkerboard seed 1), 79 -> 86% (gaussians4), 105 -> 108% (double_donut),
-                  # for about 12 s more training and nothing at sampling time (docs/laser.md)
+                  # for about 40 s more training per set (rings3 alone on 2 cores: 387 -> 430 s) and nothing at
+                  # sampling time (docs/laser.md)
                   "data_rejection": {"epochs": 5, "quantile": 0.5, "hidden": 32, "layers": 3, "steps": 20_000,
                                      "boost": {"quantile": 0.99, "min_acceptance": 0.7, "n": 400_000, "steps": 10_000}}},
         "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
