@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+from genrefine.samplers.rejection import DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS
+
 PRESETS: dict[str, dict] = {
     "quick": {
         "n_train": 100_000,
@@ -37,7 +39,7 @@ PRESETS: dict[str, dict] = {
         # and 6 x 32 lost 3-6 points (docs/laser.md)
         "laser": {"aux_dim": 4, "hidden": 48, "layers": 3, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
                   "betas": [0.5, 0.9], "gamma": 0.9, "n_critic": 4, "r1": 0.0, "ema": 0.99,
-                  "drs_hidden": 48, "drs_layers": 4, "drs": {"quantile": 0.95, "n": 400_000, "steps": 10_000},
+                  "drs_hidden": 48, "drs_layers": 4, "drs": {"quantile": 0.95, "n": 400_000, "steps": LATENT_STUDENT_STEPS},
                   # last correction in data space (samplers/data_rejection.py): the DCTR classifier trained
                   # on for 5 epochs against the refined samples, distilled into a 3 x 32 student, bound at
                   # its median (the residual is excess mass, which a low bound removes at acceptance
@@ -57,8 +59,9 @@ PRESETS: dict[str, dict] = {
                   # 54 -> 100% (checkerboard seed 1), 79 -> 86% (gaussians4), 105 -> 108% (double_donut),
                   # for about 40 s more training per set (rings3 alone on 2 cores: 387 -> 430 s) and nothing at
                   # sampling time (docs/laser.md)
-                  "data_rejection": {"epochs": 5, "quantile": 0.5, "hidden": 32, "layers": 3, "steps": 20_000,
-                                     "boost": {"quantile": 0.99, "min_acceptance": 0.7, "n": 400_000, "steps": 10_000}}},
+                  "data_rejection": {"epochs": 5, "quantile": 0.5, "hidden": 32, "layers": 3, "steps": DATA_STUDENT_STEPS,
+                                     "boost": {"quantile": 0.99, "min_acceptance": 0.7, "n": 400_000,
+                                               "steps": LATENT_STUDENT_STEPS}}},
         "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
                        "gamma": 0.85},
         "rejection": {},

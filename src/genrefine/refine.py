@@ -11,7 +11,8 @@ from torch.distributions import Distribution
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.samplers.data_rejection import DataRejection
-from genrefine.samplers.rejection import CANDIDATE_BATCH, SMALL_NET_CHUNK, RejectionPrior, accept_loop
+from genrefine.samplers.rejection import (CANDIDATE_BATCH, DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK,
+                                         RejectionPrior, accept_loop)
 from genrefine.validation import check_array
 
 
@@ -107,7 +108,7 @@ class RefinedGenerator(Generator):
         return float(p.log_z) if isinstance(p, RejectionPrior) else 0.0
 
     def fit_data_rejection(self, data, classifier=None, epochs: int = 5, generated_per_data: float = 2.0,
-                           quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = 20_000,
+                           quantile: float = 0.5, hidden: int = 32, layers: int = 3, steps: int = DATA_STUDENT_STEPS,
                            batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999, progress: bool = True,
                            checkpoint: str | None = None, boost: dict | None = None) -> "RefinedGenerator":
         """Fit the data-space rejection step (:mod:`genrefine.samplers.data_rejection`).
@@ -146,8 +147,8 @@ class RefinedGenerator(Generator):
         """Whether the refiner has a fitted latent rejection step that :meth:`fit_boost` can extend."""
         return hasattr(self.refiner, "fit_boost") and bool(getattr(self.refiner, "rejects", False))
 
-    def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000, steps: int = 10_000,
-                  progress: bool = True) -> "RefinedGenerator":
+    def fit_boost(self, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000,
+                  steps: int = LATENT_STUDENT_STEPS, progress: bool = True) -> "RefinedGenerator":
         """Move the raising half of the data rejection step into the refiner's latent step.
 
         The data step accepts ``min(1, exp(s(x) - b))``: it thins where its classifier score

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from genrefine.samplers.rejection import check_bound_args, quantile_bound
+from genrefine.samplers.rejection import DATA_STUDENT_STEPS, check_bound_args, quantile_bound
 from genrefine.training import mlp, regress
 
 
@@ -85,7 +85,7 @@ class DataRejection(nn.Module):
             return torch.zeros(len(x), device=x.device)
         return (self.score(x) - self.state[0]).clamp(max=0.0)
 
-    def fit(self, classifier: nn.Module, x: Tensor, quantile: float = 0.5, steps: int = 20_000,
+    def fit(self, classifier: nn.Module, x: Tensor, quantile: float = 0.5, steps: int = DATA_STUDENT_STEPS,
             batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "DataRejection":
         """Distil ``classifier.log_weight`` at the samples ``x`` (the refined generator's) into the
         student (MSE, Adam, cosine schedule) and set the bound at its ``quantile`` over ``x``.

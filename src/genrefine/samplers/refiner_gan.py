@@ -49,8 +49,8 @@ from torch.distributions import Distribution
 from torch.nn import functional as F
 
 from genrefine.generators.base import Generator, register_family
-from genrefine.samplers.rejection import (CANDIDATE_BATCH, SMALL_NET_CHUNK, RejectionPrior, accept_loop,
-                                         check_bound_args, quantile_bound)
+from genrefine.samplers.rejection import (CANDIDATE_BATCH, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK, RejectionPrior,
+                                         accept_loop, check_bound_args, quantile_bound)
 from genrefine.training import mlp, regress, train_loop
 from genrefine.validation import check_array, check_weights
 
@@ -211,8 +211,8 @@ class RefinerGAN(Generator):
             self.fit_rejection(disc, progress=progress, **(drs or {}))
         return self
 
-    def fit_rejection(self, discriminator: nn.Module, quantile: float = 0.95, n: int = 400_000, steps: int = 10_000,
-                      batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
+    def fit_rejection(self, discriminator: nn.Module, quantile: float = 0.95, n: int = 400_000,
+                      steps: int = LATENT_STUDENT_STEPS, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
         """Distil ``discriminator`` (logits at Φ's outputs) into the student and set the bound.
 
         The student is regressed (MSE, Adam, cosine schedule) on the discriminator's logits at
@@ -229,7 +229,7 @@ class RefinerGAN(Generator):
         return self
 
     def fit_boost(self, extra_log_weight, quantile: float = 0.99, min_acceptance: float = 0.7, n: int = 400_000,
-                  steps: int = 10_000, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
+                  steps: int = LATENT_STUDENT_STEPS, batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "RefinerGAN":
         """Fold ``extra_log_weight(z) >= 0`` (a further log weight of Φ's outputs) into the
         rejection step: the student is distilled anew from ``log a(z) + extra(z)`` (the current
         step's log acceptance plus the extra), with its bound at the ``quantile`` of the new

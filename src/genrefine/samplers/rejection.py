@@ -176,6 +176,12 @@ CANDIDATE_BATCH = 65_536
 #: rows per chunk for the rejection steps' small MLPs on CPU: a 4 x 48 MLP ran 200k rows in
 #: 0.016 s in chunks of 4096 against 0.024 s in chunks of 32k (2 cores; docs/laser.md)
 SMALL_NET_CHUNK = 4096
+#: Adam steps (batch 2000) for distilling a rejection step's student: the latent steps' 4 x 48
+#: MLPs and the data step's 3 x 32 MLP. At 3000 steps the data student reached a correlation of
+#: only 0.78-0.93 with its classifier and lost up to 46 points of LaSeR's share of DCTR's JSD cut
+#: (docs/laser.md, "Distilling the students to convergence")
+LATENT_STUDENT_STEPS = 10_000
+DATA_STUDENT_STEPS = 20_000
 
 
 class RejectionPrior(Distribution):
