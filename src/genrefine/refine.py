@@ -92,9 +92,9 @@ class RefinedGenerator(Generator):
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """``(y, base(refiner(y)))`` with ``y`` from :attr:`prior`; the refiner's pass is not
         repeated. With rejection steps (the refiner's in its latent space, the data step here),
-        one vectorised loop draws candidates in batches of 65,536, thins them by the refiner's
-        step, runs the base once on the survivors and thins those by the data step
-        (:meth:`propose`)."""
+        one vectorised loop draws candidates in batches of :data:`CANDIDATE_BATCH`, thins them
+        by the refiner's step, runs the base once on the survivors and thins those by the data
+        step (:meth:`propose`)."""
         rate = math.exp(self.refiner_log_z + (self.data_rejection.log_z if self.rejects_data else 0.0))
         if rate == 1.0 and not self.rejects_data:
             y, z = self.refiner.sample_with_latents(n, batch_size)
@@ -173,7 +173,7 @@ class RefinedGenerator(Generator):
                                min_acceptance=min_acceptance, n=n, steps=steps, progress=progress)
         with torch.no_grad():  # the data step's acceptance on the new candidates
             x = self.base.generate(self.refiner.sample(int(n)))
-            acc = torch.cat([step.log_accept(c) for c in x.split(50_000)]).exp().mean()
+            acc = torch.cat([step.log_accept(c) for c in x.split(SMALL_NET_CHUNK)]).exp().mean()
             step.state[1] = acc.log()
         self.boost_diagnostics_ = {**self.refiner.boost_diagnostics_, "data_acceptance_after": acc.item()}
         return self
