@@ -159,8 +159,11 @@ def w_phi_text(w: dict) -> str:
         return f"{c['source']}{' (epoch %d)' % c['epoch'] if c.get('epoch') else ''}"
     on_check = any("check_emd" in c for c in cands)
     if on_check:
-        msg += (f"Mean EMD of each teacher candidate on the {len(chk.get('initial_parts', []))} held-out check "
-                f"parts against the start's (w ≈ 1) {chk['initial']:.4f} (validation EMD in parentheses): "
+        where = (f"{len(chk.get('initial_parts', []))} check parts of its {chk['folds']} cross-fitted folds (each "
+                 "copy trained on the other rows)" if chk.get("folds") else
+                 f"{len(chk.get('initial_parts', []))} held-out check parts")
+        msg += (f"Mean EMD of each teacher candidate on the {where} against the start's (w ≈ 1) "
+                f"{chk['initial']:.4f} (validation EMD in parentheses): "
                 + ", ".join(f"{name(c)} {c['check_emd']:.4f} ({c['val_emd']:.4f})" for c in cands))
     else:
         msg += (f"Validation EMD of each teacher candidate against the start's (w ≈ 1) {w['val_emd_initial']:.4f}: "
@@ -186,8 +189,10 @@ def w_phi_text(w: dict) -> str:
         return msg + ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"
     d = w.get("distil")
     if d and d.get("val_emd") is not None:
-        msg += (f"; w_phi(z) distilled from it: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}, "
-                f"on the check parts {_gain(chk['initial_parts'], d['check_parts'])}")
+        what = "the mean of its fold copies" if chk.get("folds") else "it"
+        msg += (f"; w_phi(z) distilled from {what}: correlation {d['corr']:.3f}, validation EMD {d['val_emd']:.4f}, "
+                f"on the check parts {_gain(chk['initial_parts'], d['check_parts'])}"
+                + (" (each fold copy distilled and scored on its own held-out fold)" if chk.get("folds") else ""))
     return msg
 
 
