@@ -169,9 +169,11 @@ class LatentImportanceNetwork(nn.Module):
                 The rows outside the validation set are cut into ``K`` folds; every candidate
                 (the game included) is trained on all folds but one and scored on parts of the
                 one left out, so every row serves as check data and none is lost to training
-                (:meth:`_fit_crossfitted`). With ``K = 2`` the check has about 48 parts instead of
-                16: its t grows by about √3 for the same candidates (docs/latent_reweighting.md,
-                item 23). The kept teacher is the average of its ``K`` fold copies.
+                (:meth:`_fit_crossfitted`). The check has about 48 parts instead of 16 for any
+                ``K``: its t grows by about √3 for the same candidates; a larger ``K`` trains
+                each copy on more rows (``K = 3``: as many as the single split) at the price of
+                one more game per fold (docs/latent_reweighting.md, item 23). The kept teacher
+                is the average of its ``K`` fold copies.
         Returns self (eval mode, parameters frozen).
         """
         fit_args = {k: v for k, v in locals().items()
