@@ -223,3 +223,28 @@ def test_check_rule_counts_standard_errors():
     assert _confirms(selected, initial) and _confirms(selected, initial, 2.0)
     assert not _confirms(selected, initial, 2.5)
     assert not _confirms(list(np.array(initial) + gains), initial)  # a loss never passes
+
+
+def test_accepted_emd_scores_what_latent_rejection_delivers():
+    """``_accepted_emd`` takes the points latent rejection accepts from a pool: they follow the
+    reweighted distribution (known tilt), two equal weight functions score identically (common
+    random numbers), and the truth of the tilted target scores closer than the base's does."""
+    from genrefine.weights.latent_importance import _accepted_emd, pool_factor
+
+    torch.manual_seed(1)
+    m, n = 3.0, 2000
+    pool = torch.randn(pool_factor(m) * n, 2)
+    tilt = lambda x: torch.exp(MU @ x.T - MU.dot(MU) / 2).clamp(max=m)  # noqa: E731
+    w = tilt(pool)
+    u = torch.rand(len(w), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    acc = torch.nonzero(u * m < w.double()).squeeze(1)
+    big = torch.randn(400_000, 2)
+    wb = tilt(big)
+    assert float(pool[acc, 0].mean()) == pytest.approx(float((wb * big[:, 0]).sum() / wb.sum()), abs=0.05)
+    target = big[torch.multinomial(wb, n, replacement=True)] + 0.0
+    base = torch.randn(n, 2)
+    assert _accepted_emd(target, pool, w, m) == _accepted_emd(target, pool, w.clone(), m)
+    assert _accepted_emd(target, pool, w, m) < _accepted_emd(base, pool, w, m) - 0.03
+    flat = torch.ones(len(pool))
+    assert _accepted_emd(target, pool, w, m) < _accepted_emd(target, pool, flat, m) - 0.03
+    assert _accepted_emd(target, pool, torch.zeros(len(pool)), m) == math.inf
