@@ -124,8 +124,9 @@ class LatentImportanceNetwork(nn.Module):
                 construction.
             warmup: critic-only steps against ``G`` (w = 1) before the game starts.
             pool_size: latents drawn once, with ``G(z)``, from which batches are taken.
-            select: keep the epoch whose reweighted validation EMD,
-                ``EMD(x_val, G(z_val); min(w, m))`` on a fixed pool, is lowest (the initial
+            select: keep the epoch whose reweighted validation EMD (between ``x_val`` and the
+                points latent rejection accepts from a fixed pool ``G(z_val)``, 2m times larger:
+                :func:`_accepted_emd`) is lowest (the initial
                 ``w ≈ 1`` included), provided it also beats the start on sixteen independent
                 held-out parts, by a mean gain at least its standard error (:func:`_confirms`;
                 ``confirmed_``, ``check_emd_``); otherwise fall back to the start. With ``inputs="data"`` the
