@@ -165,10 +165,11 @@ def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
     assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6
 
 
-def test_crossfitted_candidates_use_every_row_as_check_data(setup):
-    """``crossfit=2``: every candidate is trained on one half of the rows and scored on parts of
-    the other, so the check sees about three times the parts of the single split; the kept
-    teacher is the mean of the two fold copies and ``w_φ`` still learns the known tilt."""
+@pytest.mark.parametrize("folds", [2, 3])
+def test_crossfitted_candidates_use_every_row_as_check_data(setup, folds):
+    """``crossfit=K``: every candidate is trained on all folds but one and scored on parts of the
+    one left out, so every row outside the validation set is check data; the kept teacher is the
+    mean of the K fold copies and ``w_φ`` still learns the known tilt."""
     from genrefine.weights.latent_importance import CHECK_SIZE, AveragedTeacher
 
     gen, data = setup
@@ -176,21 +177,22 @@ def test_crossfitted_candidates_use_every_row_as_check_data(setup):
     w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
         gen, data, critic=Critic(2, 64, 3), epochs=3, batch_size=256, lr_w=1e-3, lr_d=1e-3, warmup=100,
         pool_size=20_000, progress=False, inputs="data", distil_size=50_000, smoothed_ratio=[0.0],
-        smoothed_epochs=5, calibrate=8, crossfit=2)
+        smoothed_epochs=5, calibrate=8, crossfit=folds)
     chk = w_phi.check_emd_
     n_val = len(data) // (2 * (1 + CHECK_PARTS))          # 588 rows: the validation set and part size
     n_chk = min(CHECK_SIZE, n_val)
-    assert chk["folds"] == 2 and len(chk["initial_parts"]) == 2 * (((len(data) - n_val) // 2) // n_chk)
-    assert len(chk["initial_parts"]) >= 2 * CHECK_PARTS    # twice the single split's parts: every row is check data
+    cut = np.array_split(np.arange(len(data) - n_val), folds)
+    assert chk["folds"] == folds and len(chk["initial_parts"]) == sum(len(c) // n_chk for c in cut)
+    assert len(chk["initial_parts"]) >= 2 * CHECK_PARTS    # more than the single split's parts: every row is check data
     sources = [c["source"] for c in w_phi.candidates_]
     assert "smoothed ratio s=0" in sources and "game, calibrated on 8 cells" in sources
-    assert all(len(c["folds"]) == 2 for c in w_phi.candidates_)
+    assert all(len(c["folds"]) == folds for c in w_phi.candidates_)
     assert w_phi.confirmed_ and w_phi.source_ != "start", (w_phi.candidates_, chk)
     best = min(w_phi.candidates_, key=lambda c: c["check_emd"])
     assert w_phi.source_ == best["source"] and chk["selected"] == best["check_emd"]
-    assert isinstance(w_phi.teacher_, AveragedTeacher) and len(w_phi.teacher_.teachers) == 2
+    assert isinstance(w_phi.teacher_, AveragedTeacher) and len(w_phi.teacher_.teachers) == folds
     assert w_phi.distil_["confirmed"] and len(w_phi.distil_["check_parts"]) == len(chk["initial_parts"])
-    assert {h["fold"] for h in w_phi.history_} == {1, 2}
+    assert {h["fold"] for h in w_phi.history_} == set(range(1, folds + 1))
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     assert abs(float(w.mean()) - 1) < 0.1
