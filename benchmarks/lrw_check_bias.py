@@ -3,8 +3,8 @@
     python benchmarks/lrw_check_bias.py [--run runs/lrw] [--sets swissroll,gaussians25] [--parts 12]
 
 On the saved base of a ``lrw_table1.py`` run, trains the quick preset's teacher candidates
-(classifier ratios of the plain and the blurred samples, s = 0.1, each also calibrated on 40
-k-means cells, and w = 1 calibrated) on the first 65k training rows against 100k generated
+(read from the preset: classifier ratios of the plain and the blurred samples, s = 0.1, each
+also calibrated on 40 k-means cells, and w = 1 calibrated) on the first 65k training rows against 100k generated
 points, then scores each, paired with the base, on ``--parts`` fresh truth parts of 2000 points
 in two ways:
 
@@ -37,6 +37,8 @@ from torch import nn
 from genrefine.checkpoint import atomic_write_text, load_generator
 from genrefine.data import load_data
 from genrefine.metrics import exact_emd
+from genrefine.presets import get_preset
+from genrefine.samplers.base import effective_sample_size
 from genrefine.weights.latent_importance import (CellCalibrated, KMeansCells, SmoothedRatio, _accepted_emd,
                                                  pool_factor)
 
@@ -44,6 +46,15 @@ from genrefine.weights.latent_importance import (CellCalibrated, KMeansCells, Sm
 class Flat(nn.Module):
     def forward(self, x):
         return torch.ones(len(x), device=x.device)
+
+
+def weighted_emd(x_real: torch.Tensor, pool: torch.Tensor, w: torch.Tensor) -> tuple[float, float]:
+    """The old check's score: the EMD between ``x_real`` (n points) and the first n pool points
+    weighted by ``w``, with the effective sample size fraction of those weights."""
+    n = len(x_real)
+    wa = w[:n].double()
+    return (exact_emd(x_real.numpy(), pool[:n].numpy(), weights_y=(wa / wa.sum()).numpy()),
+            effective_sample_size(wa))
 
 
 def noise_only(name: str, parts: int, n: int = 2000, m: float = 3.0) -> dict:
@@ -58,10 +69,9 @@ def noise_only(name: str, parts: int, n: int = 2000, m: float = 3.0) -> dict:
             blk = t[p * (1 + k) * n:(p + 1) * (1 + k) * n]
             xt, pool = blk[:n], blk[n:]
             w = torch.as_tensor(rng.gamma(shape, 1 / shape, len(pool))).clamp(max=m)
-            wa = w[:n]
             plain = exact_emd(xt.numpy(), pool[:n].numpy())
-            rows.append((exact_emd(xt.numpy(), pool[:n].numpy(), weights_y=(wa / wa.sum()).numpy()) - plain,
-                         _accepted_emd(xt, pool, w, m) - plain, float(wa.sum() ** 2 / (wa ** 2).sum() / n)))
+            emd_w, ess = weighted_emd(xt, pool, w)
+            rows.append((emd_w - plain, _accepted_emd(xt, pool, w, m) - plain, ess))
         r = np.array(rows)
         se = r.std(0, ddof=1) / np.sqrt(parts)
         out[f"gamma shape {shape:g}"] = {"ess_fraction": float(r[:, 2].mean()),
@@ -70,17 +80,20 @@ def noise_only(name: str, parts: int, n: int = 2000, m: float = 3.0) -> dict:
     return out
 
 
-def run_set(name: str, run: str, parts: int, n: int = 2000, m: float = 3.0) -> dict:
+def run_set(name: str, run: str, parts: int, n: int = 2000) -> dict:
+    cfg = get_preset("quick", name, "wgan-gp")
+    fit, m = cfg["lrw"]["w_phi"]["fit"], float(cfg["lrw"]["w_phi"]["m"])
     torch.manual_seed(0)
     g = load_generator(os.path.join(run, name, "models", "base")).freeze()
-    x = torch.as_tensor(load_data(name, 100_000, seed=0)).float()[:65_000]
-    _, xp = g.sample_with_latents(100_000)
-    cells = KMeansCells(40, x)
-    plain = SmoothedRatio(2).fit(x, xp, 0.0, progress=False)
-    blur = SmoothedRatio(2).fit(x, xp, 0.1, progress=False)
-    cands = {"w = 1, calibrated": CellCalibrated(Flat(), cells, m).fit(x, xp),
-             "plain ratio": plain, "plain ratio, calibrated": CellCalibrated(plain, cells, m).fit(x, xp),
-             "blurred ratio s=0.1": blur, "blurred ratio, calibrated": CellCalibrated(blur, cells, m).fit(x, xp)}
+    x = torch.as_tensor(load_data(name, cfg["n_train"], seed=0)).float()[:65_000]
+    _, xp = g.sample_with_latents(int(fit.get("pool_size", 100_000)))
+    cells = KMeansCells(int(fit["calibrate"]), x)
+    cands = {"w = 1, calibrated": CellCalibrated(Flat(), cells, m).fit(x, xp)}
+    for s in fit["smoothed_ratio"]:  # the preset's classifier ratios, each plain and calibrated
+        label = "plain ratio" if s == 0 else f"blurred ratio s={s:g}"
+        ratio = SmoothedRatio(2).fit(x, xp, s, epochs=int(fit.get("smoothed_epochs", 20)), progress=False)
+        cands[label] = ratio
+        cands[label.split(" s=")[0] + ", calibrated"] = CellCalibrated(ratio, cells, m).fit(x, xp)
     truth = torch.as_tensor(load_data(name, parts * n, seed=777)).float()
     res = {k: {"weighted": [], "accepted": [], "ess": []} for k in cands}
     for p in range(parts):
@@ -91,11 +104,10 @@ def run_set(name: str, run: str, parts: int, n: int = 2000, m: float = 3.0) -> d
         for k, c in cands.items():
             with torch.no_grad():
                 w = c(pool).clamp(max=m).double()
-            wa = w[:n]
-            res[k]["weighted"].append(base_w - exact_emd(xt.numpy(), pool[:n].numpy(),
-                                                         weights_y=(wa / wa.sum()).numpy()))
+            emd_w, ess = weighted_emd(xt, pool, w)
+            res[k]["weighted"].append(base_w - emd_w)
             res[k]["accepted"].append(base_a - _accepted_emd(xt, pool, w, m))
-            res[k]["ess"].append(float(wa.sum() ** 2 / (wa ** 2).sum() / n))
+            res[k]["ess"].append(ess)
         print(f"{name}: part {p + 1}/{parts}", file=sys.stderr, flush=True)
     out = {}
     for k, r in res.items():

@@ -231,15 +231,14 @@ def test_accepted_emd_scores_what_latent_rejection_delivers():
     """``_accepted_emd`` takes the points latent rejection accepts from a pool: they follow the
     reweighted distribution (known tilt), two equal weight functions score identically (common
     random numbers), and the truth of the tilted target scores closer than the base's does."""
-    from genrefine.weights.latent_importance import _accepted_emd, pool_factor
+    from genrefine.weights.latent_importance import _accepted_emd, accepted_indices, pool_factor
 
     torch.manual_seed(1)
     m, n = 3.0, 2000
     pool = torch.randn(pool_factor(m) * n, 2)
     tilt = lambda x: torch.exp(MU @ x.T - MU.dot(MU) / 2).clamp(max=m)  # noqa: E731
     w = tilt(pool)
-    u = torch.rand(len(w), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    acc = torch.nonzero(u * m < w.double()).squeeze(1)
+    acc = accepted_indices(w, m, len(pool))
     big = torch.randn(400_000, 2)
     wb = tilt(big)
     assert float(pool[acc, 0].mean()) == pytest.approx(float((wb * big[:, 0]).sum() / wb.sum()), abs=0.05)

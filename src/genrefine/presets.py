@@ -106,8 +106,8 @@ LRW = {
                   # beat w ≈ 1 there by two standard errors (items 15, 16, 18, 19). Cross-fitted on three
                   # folds (item 23): each candidate is trained on two thirds of the rows (as many as the
                   # single split trains on) and scored on the other third, so the check has ~48 parts
-                  # instead of 16; in the benchmark the fit took 570-611 s against the single split's
-                  # 106-231 s. Every score takes the points latent rejection accepts from a 2m-times
+                  # instead of 16; in the latest benchmark the fit took 486-487 s (one thread, beside
+                  # the other set) against the single split's 106-231 s. Every score takes the points latent rejection accepts from a 2m-times
                   # larger pool (item 24): a pool weighted by w has a smaller effective size, which
                   # biased the check against every non-flat teacher; with it the 25 Gaussians' base
                   # kept the calibrated plain ratio (gain 0.0086 +- 0.0013 on 48 parts, latentRS

@@ -222,7 +222,7 @@ class LatentImportanceNetwork(nn.Module):
         generator = generator.to(dev).freeze()
         z_pool, x_pool = generator.sample_with_latents(int(pool_size))
         _check_generated(x_pool, "generator")
-        # generated pools for the validation and check scores: POOL_FACTOR * m draws per real point,
+        # generated pools for the validation and check scores: pool_factor(m) draws per real point,
         # from which each score takes the points latent rejection would accept (_accepted_emd)
         k_pool = pool_factor(self.m)
         z_val, x_gval = generator.sample_with_latents(max(k_pool * n_val, 1))
@@ -724,20 +724,25 @@ def pool_factor(m: float) -> int:
     return max(2, int(math.ceil(2 * float(m))))
 
 
+def accepted_indices(w: Tensor, m: float, n: int) -> Tensor:
+    """Positions of the first ``n`` pool points that latent rejection accepts, ``u < min(w, m) / m``,
+    with the uniforms ``u`` fixed per pool position (seed 0): where two weight functions agree
+    they accept the same points, so candidates scored on one pool are paired."""
+    w = w.double().clamp(0, float(m))
+    u = torch.rand(len(w), generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(w.device)
+    return torch.nonzero(u * float(m) < w).squeeze(1)[:int(n)]
+
+
 def _accepted_emd(x_real: Tensor, x_gen: Tensor, w: Tensor, m: float) -> float:
     """Exact EMD between ``x_real`` (n points) and the first n points of the pool ``x_gen`` that
-    latent rejection accepts, ``u < min(w, m) / m``, with uniforms ``u`` fixed per pool position
-    (common random numbers: where two weight functions agree, they accept the same points, so
-    candidates scored on one pool are paired). This is what latentRS delivers: n unweighted draws
-    of the reweighted distribution. Scoring the pool *weighted* by ``w`` instead is biased
-    against any non-flat ``w``: its effective sample size ``(Σw)² / Σw²`` is smaller than n, and
-    the EMD between finite samples grows as they shrink (measured on the 25 Gaussians,
+    latent rejection accepts (:func:`accepted_indices`). This is what latentRS delivers: n
+    unweighted draws of the reweighted distribution. Scoring the pool *weighted* by ``w`` instead
+    is biased against any non-flat ``w``: its effective sample size ``(Σw)² / Σw²`` is smaller
+    than n, and the EMD between finite samples grows as they shrink (measured on both sets,
     docs/latent_reweighting.md item 24). inf when nothing is accepted."""
     from genrefine.metrics import exact_emd
 
-    w = w.double().clamp(0, float(m))
-    u = torch.rand(len(w), generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(w.device)
-    acc = torch.nonzero(u * float(m) < w).squeeze(1)[:len(x_real)]
+    acc = accepted_indices(w, m, len(x_real))
     if len(acc) == 0:
         return math.inf
     return exact_emd(x_real.cpu().numpy(), x_gen[acc].cpu().numpy())
