@@ -249,3 +249,29 @@ def test_accepted_emd_scores_what_latent_rejection_delivers():
     flat = torch.ones(len(pool))
     assert _accepted_emd(target, pool, w, m) < _accepted_emd(target, pool, flat, m) - 0.03
     assert _accepted_emd(target, pool, torch.zeros(len(pool)), m) == math.inf
+
+
+def test_crossfit_with_transport_weights_keeps_what_latent_rejection_delivers_best(setup):
+    """With transport weights among the candidates (a latent kind, taken without distillation),
+    the kept kind is the one whose *delivered* weights (distilled for a data-space kind) score
+    lowest on the check parts, and ``w_φ`` learns the known tilt."""
+    gen, data = setup
+    torch.manual_seed(5)
+    w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
+        gen, data, critic=Critic(2, 64, 3), epochs=2, batch_size=256, lr_w=1e-3, lr_d=1e-3, warmup=100,
+        pool_size=20_000, progress=False, inputs="data", distil_size=50_000, smoothed_ratio=[0.0],
+        smoothed_epochs=5, calibrate=8, transport=2, transport_chunk=1000, crossfit=2)
+    sources = [c["source"] for c in w_phi.candidates_]
+    assert "transport weights" in sources and len(w_phi.transport_) == 2
+    assert w_phi.confirmed_ and w_phi.source_ != "start", (w_phi.candidates_, w_phi.check_emd_)
+    delivered = {d["source"]: d for d in w_phi.delivered_}
+    kept = delivered[w_phi.source_]
+    assert kept["confirmed"] and kept["check_emd"] == min(d["check_emd"] for d in delivered.values() if d["confirmed"])
+    if w_phi.source_ == "transport weights":  # copied fold by fold, then w_φ learns their mean
+        assert kept["fold_corr"] == [1.0, 1.0] and w_phi.teacher_.on_latent
+    assert w_phi.distil_["corr"] > 0.9
+    z = torch.randn(20_000, 2)
+    w = w_phi.weight(z)
+    assert abs(float(w.mean()) - 1) < 0.1
+    assert float((w * z[:, 0]).sum() / w.sum()) > 0.3
+    assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6

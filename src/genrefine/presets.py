@@ -115,7 +115,7 @@ LRW = {
                   "fit": {"epochs": 30, "lambda1": 10.0, "lambda2": 3.0, "lr_w": 3e-4, "lr_d": 4e-4,
                           "betas": [0.5, 0.5], "n_critic": 1, "gp_weight": 10.0, "warmup": 500,
                           "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40,
-                          "crossfit": 3}},
+                          "transport": 5, "crossfit": 3}},
         # Appendix E: N and ε by grid search on EMD (here on held-out training data); N = 0 (no
         # ascent) is in the grid, so a w_φ or critic whose gradient moves points the wrong way is
         # left alone (measured: every ascent on the sharp distilled w_φ of the 25 Gaussians raised

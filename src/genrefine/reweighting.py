@@ -115,6 +115,8 @@ def run_lrw_methods(base: Generator, x_train, methods: list[str], cfg: dict, n_s
                           "distil": getattr(w_phi, "distil_", None),
                           "source": getattr(w_phi, "source_", None),
                           "candidates": getattr(w_phi, "candidates_", None),
+                          "transport": getattr(w_phi, "transport_", None),
+                          "delivered": getattr(w_phi, "delivered_", None),
                           "history": w_phi.history_}
         target = w_phi.target(base.prior)
         makers["latentrs"] = lambda: LatentRejectionSampler(target, bound=w_phi.m)

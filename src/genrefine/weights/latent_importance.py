@@ -37,6 +37,7 @@ from genrefine.samplers.base import LatentTarget
 from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
 from genrefine.weights.classifier import DensityRatioClassifier
+from genrefine.weights.transport import fit_transport
 
 
 #: independent held-out parts on which a selected epoch must confirm its gain, and their size
@@ -106,7 +107,8 @@ class LatentImportanceNetwork(nn.Module):
             pool_size: int = 100_000, val_fraction: float = 0.03, select: bool = True, gamma: float = 1.0,
             ema: float | None = None, critic_mode: str = "network", critic_fakes: str = "weighted",
             inputs: str = "latent", teacher_hidden: int = 64, distil_size: int = 200_000, distil_epochs: int = 30,
-            smoothed_ratio: tuple | list = (), smoothed_epochs: int = 20, calibrate: int = 0, crossfit: int = 0,
+            smoothed_ratio: tuple | list = (), smoothed_epochs: int = 20, calibrate: int = 0, transport: int = 0,
+            transport_chunk: int = 2000, transport_epochs: int = 30, crossfit: int = 0,
             progress: bool = True, checkpoint: str | None = None, _split=None,
             _score_only: bool = False) -> "LatentImportanceNetwork":
         """Alg. 1: alternate ``n_critic`` critic steps and ``n_w`` steps on ``w_φ``.
@@ -166,6 +168,13 @@ class LatentImportanceNetwork(nn.Module):
                 data's share of mass in every cell (:class:`CellCalibrated`). Ratio estimates
                 err most in the mass they give whole modes or stretches of a manifold, which is
                 the error the EMD punishes most (docs/latent_reweighting.md, item 15).
+            transport: with ``inputs="data"``, a number of passes (0: off) for one more candidate,
+                *transport weights*: a latent network of ``w_φ``'s own shape regressed on the
+                exact W1-optimal reweighting (bounded by ``m``) of ``transport_chunk`` fresh
+                generated points against as many training rows, chunk after chunk, ``transport``
+                times over the rows (:mod:`genrefine.weights.transport`). It is learned in latent
+                space, so if it is kept ``w_φ`` takes it as it is (nothing is lost to a
+                distillation; docs/latent_reweighting.md, item 25).
             crossfit: with candidates, a number of folds ``K`` (0: off, the single split above).
                 The rows outside the validation set are cut into ``K`` folds; every candidate
                 (the game included) is trained on all folds but one and scored on parts of the
@@ -189,14 +198,16 @@ class LatentImportanceNetwork(nn.Module):
         smoothed_ratio = [float(v) for v in (smoothed_ratio or ())]
         for v in smoothed_ratio:
             check_positive(v, "smoothed_ratio scale", allow_zero=True)
-        if (smoothed_ratio or calibrate) and (inputs != "data" or not select):
-            raise ValueError("smoothed_ratio and calibrate need inputs='data' and select=True")
+        if int(transport) < 0:
+            raise ValueError(f"transport must be 0 (off) or a number of passes >= 1, got {transport!r}")
+        if (smoothed_ratio or calibrate or transport) and (inputs != "data" or not select):
+            raise ValueError("smoothed_ratio, calibrate and transport need inputs='data' and select=True")
         if calibrate and int(calibrate) < 2:
             raise ValueError(f"calibrate must be 0 (off) or a number of cells >= 2, got {calibrate!r}")
         if int(crossfit) < 0 or int(crossfit) == 1:
             raise ValueError(f"crossfit must be 0 (off) or a number of folds >= 2, got {crossfit!r}")
-        if crossfit and not (smoothed_ratio or calibrate):
-            raise ValueError("crossfit needs teacher candidates (smoothed_ratio or calibrate)")
+        if crossfit and not (smoothed_ratio or calibrate or transport):
+            raise ValueError("crossfit needs teacher candidates (smoothed_ratio, calibrate or transport)")
         dev = self.net[0].weight.device
         n_parts = CHECK_PARTS
         if _split is not None:  # one fold of a cross-fitted fit: the caller split the rows
@@ -378,6 +389,12 @@ class LatentImportanceNetwork(nn.Module):
                 game = ("game" if best_epoch[0] else "start", game_h)
                 cands += [(src + f", calibrated on {len(cells.centres)} cells", CellCalibrated(c, cells, m).fit(x, x_pool))
                           for src, c in [game] + ratios]
+            if transport:  # a latent candidate: scored on z, taken by w_φ as it is
+                tw = LatentImportanceNetwork(**self.config()).to(dev)
+                self.transport_ = fit_transport(tw, generator, x, m, passes=int(transport), chunk=int(transport_chunk),
+                                                epochs=int(transport_epochs), progress=progress)
+                tw.on_latent = True
+                cands.append(("transport weights", tw))
 
             def parts(score=val_emd) -> list[float]:
                 return [score(xc, zc, xg) for xc, zc, xg in
@@ -386,7 +403,7 @@ class LatentImportanceNetwork(nn.Module):
             def emd_of(mod: nn.Module):
                 def score(xv: Tensor, zv: Tensor, xg: Tensor) -> float:
                     with torch.no_grad():
-                        return _accepted_emd(xv, xg, mod(xg), m)
+                        return _accepted_emd(xv, xg, mod(zv if getattr(mod, "on_latent", False) else xg), m)
                 return score
 
             if cands:
@@ -484,11 +501,14 @@ class LatentImportanceNetwork(nn.Module):
         """``fit(crossfit=K)``: the rows outside the validation set are cut into ``K`` folds. For
         each fold, a copy of this network plays the game and trains every teacher candidate on
         the other folds and scores them on parts of this fold (``_score_only``). A candidate's
-        gain over the start is then known on every part of every fold, and the best kind (the
-        lowest mean) must pass the same check as without cross-fitting, on ``K`` times more parts
-        (at least two standard errors when several compete). Its ``K`` fold copies are distilled
-        one by one and scored on their own held-out fold (the distillation must pass the t >= 1
-        check on all parts too); ``w_φ`` is distilled from their average, clipped at ``m``."""
+        gain over the start is then known on every part of every fold, and a kind must pass the
+        same check as without cross-fitting, on ``K`` times more parts (at least two standard
+        errors when several compete). What counts is what latentRS delivers: the best passing
+        data-space kind's ``K`` fold copies are distilled one by one and scored on their own
+        held-out fold (the distillation must pass the t >= 1 check on all parts too), the best
+        passing latent kind (transport weights) needs no distillation, and of the two the lower
+        mean on the parts is kept. ``w_φ`` is then learned from the average of the kept kind's
+        fold copies, clipped at ``m`` (``delivered_`` records both options)."""
         dev = self.net[0].weight.device
         n_chk = min(CHECK_SIZE, n_val)
         rest = perm[n_val:]
@@ -519,6 +539,8 @@ class LatentImportanceNetwork(nn.Module):
                                      "folds": [{key: rec.get(key) for key in ("source", "epoch", "val_emd", "check_emd")}
                                                for rec in recs]})
         self.val_emd_initial_ = rounds[0].val_emd_initial_
+        if any(hasattr(s, "transport_") for s in rounds):
+            self.transport_ = [getattr(s, "transport_", None) for s in rounds]
         self.best_epoch_ = [s.best_epoch_ for s in rounds]
         self.val_emd_best_ = [s.val_emd_best_ for s in rounds]
         self.history_ = [{**h, "fold": r + 1} for r, s in enumerate(rounds) for h in s.history_]
@@ -526,35 +548,63 @@ class LatentImportanceNetwork(nn.Module):
         self.distil_ = None
         self.__dict__["teacher_"] = None
         self.__dict__["critic_"] = rounds[0].critic_
+        passing = []
         if self.candidates_:
-            i = int(np.argmin([c["check_emd"] for c in self.candidates_]))
-            best = self.candidates_[i]["source"]
             threshold = 2.0 if len(self.candidates_) > 1 else 1.0
+            order = sorted(range(len(self.candidates_)), key=lambda j: self.candidates_[j]["check_emd"])
+            passing = [j for j in order if _confirms(by_kind[self.candidates_[j]["source"]], init_parts, threshold)]
+            i = order[0]
             self.check_emd_ = {"selected": self.candidates_[i]["check_emd"], "initial": float(np.mean(init_parts)),
-                               "selected_parts": by_kind[best], "initial_parts": init_parts,
+                               "selected_parts": by_kind[self.candidates_[i]["source"]], "initial_parts": init_parts,
                                "threshold": threshold, "folds": folds}
-            self.confirmed_ = _confirms(by_kind[best], init_parts, threshold)
+            self.confirmed_ = bool(passing)
         if self.confirmed_:
-            teachers = [next(t for src, t in s.fold_["teachers"] if kind(src) == best) for s in rounds]
+            def teachers_of(k: str) -> list:
+                return [next(t for src, t in s.fold_["teachers"] if kind(src) == k) for s in rounds]
+
+            def latent(j: int) -> bool:
+                return all(getattr(t, "on_latent", False) for t in teachers_of(self.candidates_[j]["source"]))
+
             n, epochs = int(fit_args["distil_size"]), int(fit_args["distil_epochs"])
-            fold_parts, corr = [], []
-            for s, t in zip(rounds, teachers):  # each fold copy distilled and scored on its own held-out fold
-                own = LatentImportanceNetwork(**self.config()).to(dev)
-                corr.append(own._distil(generator, t, n, epochs)["corr"])
-                xc, zc, xg = s.fold_["check"]
-                k = len(s.check_emd_["initial_parts"])
-                fold_parts += [own._val_emd(a, b, c) for a, b, c in zip(xc.chunk(k), zc.chunk(k), xg.chunk(k))]
-            confirmed = _confirms(fold_parts, init_parts)
-            if confirmed:
+            # what latentRS would deliver, scored on the same parts: the best passing data-space kind
+            # through its distillation (each fold copy distilled and scored on its own held-out
+            # fold; it must pass t >= 1 again), and the best passing latent kind as it is
+            options = []
+            data_j = next((j for j in passing if not latent(j)), None)
+            if data_j is not None:
+                fold_parts, corr = [], []
+                for s, t in zip(rounds, teachers_of(self.candidates_[data_j]["source"])):
+                    own = LatentImportanceNetwork(**self.config()).to(dev)
+                    corr.append(own._distil(generator, t, n, epochs)["corr"])
+                    xc, zc, xg = s.fold_["check"]
+                    k = len(s.check_emd_["initial_parts"])
+                    fold_parts += [own._val_emd(a, b, c) for a, b, c in zip(xc.chunk(k), zc.chunk(k), xg.chunk(k))]
+                options.append({"index": data_j, "check_parts": fold_parts, "fold_corr": corr,
+                                "confirmed": _confirms(fold_parts, init_parts)})
+            lat_j = next((j for j in passing if latent(j)), None)
+            if lat_j is not None:
+                options.append({"index": lat_j, "check_parts": by_kind[self.candidates_[lat_j]["source"]],
+                                "fold_corr": [1.0] * folds, "confirmed": True})
+            self.delivered_ = [{"source": self.candidates_[o["index"]]["source"],
+                                "check_emd": float(np.mean(o["check_parts"])), "confirmed": o["confirmed"],
+                                "fold_corr": o["fold_corr"]} for o in options]
+            ok = [o for o in options if o["confirmed"]]
+            if ok:
+                o = min(ok, key=lambda o: float(np.mean(o["check_parts"])))
+                i = o["index"]
+                best = self.candidates_[i]["source"]
+                self.check_emd_.update({"selected": self.candidates_[i]["check_emd"], "selected_parts": by_kind[best]})
                 self.source_, self.val_emd_, self.selected_epoch_ = best, self.candidates_[i]["val_emd"], None
-                teacher = AveragedTeacher(teachers, self.m).eval()
+                teacher = AveragedTeacher(teachers_of(best), self.m).eval()
                 self.__dict__["teacher_"] = teacher
                 self.distil_ = self._distil(generator, teacher, n, epochs)
                 self.distil_["val_emd"] = self._val_emd(*rounds[0].fold_["val"])
+                self.distil_.update({"check_parts": o["check_parts"], "confirmed": True, "fold_corr": o["fold_corr"]})
             else:
+                o = options[0]
                 self.confirmed_ = False
-                self.distil_ = {"corr": float(np.mean(corr))}
-            self.distil_.update({"check_parts": fold_parts, "confirmed": confirmed, "fold_corr": corr})
+                self.distil_ = {"corr": float(np.mean(o["fold_corr"])), "check_parts": o["check_parts"],
+                                "confirmed": False, "fold_corr": o["fold_corr"]}
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
@@ -568,10 +618,18 @@ class LatentImportanceNetwork(nn.Module):
 
     def _distil(self, generator: Generator, teacher: nn.Module, n: int, epochs: int, batch_size: int = 2000) -> dict:
         """Regress ``w_φ(z)`` on ``min(h(G(z)), m)`` over ``n`` prior draws (MSE, Adam, cosine
-        schedule); returns the fit on ``n/4`` fresh draws."""
+        schedule); returns the fit on ``n/4`` fresh draws. A latent teacher (``on_latent``) is
+        read at ``z``; one of ``w_φ``'s own shape is copied as it is."""
+        latent = getattr(teacher, "on_latent", False)
+        if latent and isinstance(teacher, LatentImportanceNetwork) and teacher.config() == self.config():
+            self.load_state_dict(teacher.state_dict())
+            self.eval()
+            for p in self.parameters():
+                p.requires_grad_(False)
+            return {"corr": 1.0, "rel_rmse": 0.0, "copied": True}
         with torch.no_grad():
             z, xg = generator.sample_with_latents(n)
-            t = torch.cat([teacher(c) for c in xg.split(100_000)]).clamp(max=self.m)
+            t = torch.cat([teacher(c) for c in (z if latent else xg).split(100_000)]).clamp(max=self.m)
         for p in self.parameters():
             p.requires_grad_(True)
         opt = torch.optim.Adam(self.parameters(), lr=1e-3)
@@ -592,7 +650,7 @@ class LatentImportanceNetwork(nn.Module):
             p.requires_grad_(False)
         with torch.no_grad():
             zc, xc = generator.sample_with_latents(max(n // 4, 2))
-            tc = torch.cat([teacher(c) for c in xc.split(100_000)]).clamp(max=self.m).double()
+            tc = torch.cat([teacher(c) for c in (zc if latent else xc).split(100_000)]).clamp(max=self.m).double()
             wc = self.weight(zc).double()
             corr = float(torch.corrcoef(torch.stack([wc, tc]))[0, 1]) if tc.std() > 0 and wc.std() > 0 else math.nan
             rel_rmse = float((wc - tc).pow(2).mean().sqrt() / tc.std().clamp_min(1e-12))
@@ -647,6 +705,7 @@ class AveragedTeacher(nn.Module):
     def __init__(self, teachers: list, m: float) -> None:
         super().__init__()
         self.teachers, self.m = nn.ModuleList(teachers), float(m)
+        self.on_latent = all(getattr(t, "on_latent", False) for t in teachers)  # then read at z
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.stack([t(x).clamp(max=self.m) for t in self.teachers]).mean(0)

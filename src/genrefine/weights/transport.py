@@ -1,0 +1,106 @@
+"""Transport weights: latent importance weights regressed on the exact W1-optimal reweighting
+of generated samples.
+
+For ``N`` generated points ``x_i = G(z_i)`` and ``M`` data points ``y_j``, the reweighting
+``Σ_i (w_i / N) δ_{x_i}`` with ``0 <= w_i <= m`` and mean weight 1 that is closest to the data in
+Wasserstein-1 distance is a linear program: a transport plan in which every generated point
+supplies at most ``m / N`` of mass, every data point receives ``1 / M``, and the capacity left
+over flows into a sink at zero cost. Solved exactly (POT's network simplex), ``w_i`` is ``N``
+times what point ``i`` sends to the data. Where the generator over-produces, points are left
+(partly) unused; where it under-produces, the nearest points are filled to ``m`` and the rest of
+the data's mass goes to the next-nearest ones. Unlike a density ratio clipped at ``m`` and
+renormalised, the excess mass is moved *locally*, which is what the EMD asks (docs/
+latent_reweighting.md, item 25).
+
+One chunk's weights are noisy (each point is used or not), but their conditional mean given
+``z`` is a smooth reweighting; :func:`fit_transport` regresses a latent network ``w_φ(z)`` on the
+weights of many independent chunks (fresh generated points each time), so it is learned directly
+in latent space: no data-space teacher, and nothing lost to a distillation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from genrefine.validation import check_positive
+
+
+@torch.no_grad()
+def transport_weights(x_gen: Tensor, x_real: Tensor, m: float) -> Tensor:
+    """Weights ``w`` (shape ``(N,)``, each in ``[0, m]``, mean 1) of the reweighting of ``x_gen``
+    closest to the empirical measure of ``x_real`` in exact W1 (Euclidean cost). Needs
+    ``m >= 1``; at ``m = 1`` every weight is 1."""
+    check_positive(m, "m")
+    if m < 1:
+        raise ValueError(f"m must be >= 1 for weights of mean 1 bounded by m, got {m}")
+    import ot
+
+    n, k = len(x_gen), len(x_real)
+    if n == 0 or k == 0:
+        raise ValueError("transport_weights: empty generated or data sample")
+    cost = torch.cdist(x_gen.double(), x_real.double()).cpu().numpy()
+    a = np.full(n, 1.0 / n)
+    b = np.full(k, 1.0 / (m * k))
+    if m > 1:  # the sink takes the unused capacity at no cost
+        cost = np.concatenate([cost, np.zeros((n, 1))], 1)
+        b = np.concatenate([b, [(m - 1.0) / m]])
+    plan = ot.emd(a, b, cost, numItermax=max(1_000_000, 50 * n * k))
+    w = plan[:, :k].sum(1) * m * n
+    return torch.as_tensor(w, dtype=x_gen.dtype, device=x_gen.device).clamp_(0.0, m)
+
+
+def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int = 5, chunk: int = 2000,
+                  epochs: int = 30, batch_size: int = 2000, lr: float = 1e-3, progress: bool = True) -> dict:
+    """Train the latent network ``net`` (``z -> w >= 0``) to predict transport weights.
+
+    Each pass shuffles ``data`` into chunks of ``chunk`` rows; each chunk meets ``chunk`` fresh
+    generated points and :func:`transport_weights` gives their weights. ``net`` is then fitted to
+    ``(z_i, w_i)`` by least squares (Adam, cosine schedule), so it learns ``E[w | z]``. Measured on
+    the saved benchmark bases (5 passes over 65k rows, 4 x 32 net; gain of latent rejection's
+    accepted points over the base on 16 fresh parts of 2000): swiss roll 0.0039 ± 0.0017, 25
+    Gaussians 0.0093 ± 0.0023; with 1 pass, -0.0011 and -0.0021 (the regression has too few
+    targets). Returns the fit's statistics."""
+    check_positive(passes, "passes")
+    check_positive(chunk, "chunk")
+    dev = next(net.parameters()).device
+    data = torch.as_tensor(data, dtype=torch.float32, device=dev)
+    size = min(int(chunk), len(data))
+    n_chunks = max(1, len(data) // size)
+    zs, ws = [], []
+    bar = tqdm(total=int(passes) * n_chunks, desc="transport weights", disable=not progress, leave=False)
+    for _ in range(int(passes)):
+        perm = torch.randperm(len(data), device=dev)
+        for c in range(n_chunks):
+            with torch.no_grad():
+                z, xg = generator.sample_with_latents(size)
+            zs.append(z.float())
+            ws.append(transport_weights(xg.float(), data[perm[c * size:(c + 1) * size]], m).float())
+            bar.update(1)
+    bar.close()
+    z, w = torch.cat(zs), torch.cat(ws)
+    for p in net.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    n_b = max(1, len(w) // int(batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(epochs) * n_b)
+    net.train()
+    for _ in range(int(epochs)):
+        perm = torch.randperm(len(w), device=dev)
+        for b in range(n_b):
+            i = perm[b * batch_size:(b + 1) * batch_size]
+            loss = (net(z[i]) - w[i]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    with torch.no_grad():
+        pred = torch.cat([net(c) for c in z.split(100_000)])
+    return {"pairs": int(len(w)), "passes": int(passes), "chunk": size, "epochs": int(epochs),
+            "used_fraction": float((w > 0).float().mean()), "mse": float((pred - w).pow(2).mean()),
+            "weight_sd": float(pred.std())}
