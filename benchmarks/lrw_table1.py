@@ -180,6 +180,20 @@ def w_phi_text(w: dict) -> str:
         msg += (f". The best ({best['source']}) scored {chk['selected']:.4f} against the start's {chk['initial']:.4f} "
                 f"on {len(chk.get('initial_parts', []))} held-out check parts "
                 f"({_gain(chk['initial_parts'], chk['selected_parts'])}; {rule})")
+    dl = w.get("delivered")
+    if dl:  # the passing kinds as latentRS would deliver them (data-space kinds distilled)
+        def how(d: dict) -> str:
+            if all(c == 1.0 for c in d["fold_corr"]):
+                return "taken as it is"
+            return "distilled, correlation " + "/".join(f"{c:.2f}" for c in d["fold_corr"]) + " per fold copy"
+        msg += (". Scored as latentRS would deliver them (mean gain on the same parts): "
+                + "; ".join(f"{d['source']} ({how(d)}) {chk['initial'] - d['check_emd']:.4f}"
+                            + ("" if d["confirmed"] else ", failed the check") for d in dl))
+        if w["confirmed"]:
+            d = w.get("distil") or {}
+            return msg + (f". Kept: {w['source']}, delivered {_gain(chk['initial_parts'], d['check_parts'])}; "
+                          f"w_phi(z) learned from the mean of its fold copies (correlation {d['corr']:.3f})")
+        return msg + ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"
     if not w["confirmed"]:
         d = w.get("distil")
         if d and d.get("confirmed") is False:
