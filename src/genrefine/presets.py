@@ -106,12 +106,14 @@ LRW = {
                   # beat w ≈ 1 there by two standard errors (items 15, 16, 18, 19). Cross-fitted on three
                   # folds (item 23): each candidate is trained on two thirds of the rows (as many as the
                   # single split trains on) and scored on the other third, so the check has ~48 parts
-                  # instead of 16; in the latest benchmark the fit took 486-487 s (one thread, beside
+                  # instead of 16; with transport weights the fit took 662-705 s in the benchmark (one thread, beside
                   # the other set) against the single split's 106-231 s. Every score takes the points latent rejection accepts from a 2m-times
                   # larger pool (item 24): a pool weighted by w has a smaller effective size, which
                   # biased the check against every non-flat teacher; with it the 25 Gaussians' base
                   # kept the calibrated plain ratio (gain 0.0086 +- 0.0013 on 48 parts, latentRS
-                  # 0.0760 -> 0.0655), where the weighted score had found no teacher (t 1.1)
+                  # 0.0760 -> 0.0655), where the weighted score had found no teacher (t 1.1).
+                  # transport=5: the exact W1-optimal bounded reweighting regressed into a latent net,
+                  # one more candidate, taken without distillation (item 25)
                   "fit": {"epochs": 30, "lambda1": 10.0, "lambda2": 3.0, "lr_w": 3e-4, "lr_d": 4e-4,
                           "betas": [0.5, 0.5], "n_critic": 1, "gp_weight": 10.0, "warmup": 500,
                           "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40,
