@@ -267,9 +267,31 @@ def test_crossfit_with_transport_weights_keeps_what_latent_rejection_delivers_be
     delivered = {d["source"]: d for d in w_phi.delivered_}
     kept = delivered[w_phi.source_]
     assert kept["confirmed"] and kept["check_emd"] == min(d["check_emd"] for d in delivered.values() if d["confirmed"])
-    if w_phi.source_ == "transport weights":  # copied fold by fold, then w_φ learns their mean
+    if w_phi.source_ == "transport weights":  # copied fold by fold, then refitted on all rows
         assert kept["fold_corr"] == [1.0, 1.0] and w_phi.teacher_.on_latent
+        assert w_phi.distil_["refit"]["passes"] == 2 and w_phi.distil_["refit"]["pairs"] >= 2 * 1000
     assert w_phi.distil_["corr"] > 0.9
+    z = torch.randn(20_000, 2)
+    w = w_phi.weight(z)
+    assert abs(float(w.mean()) - 1) < 0.1
+    assert float((w * z[:, 0]).sum() / w.sum()) > 0.3
+    assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6
+
+
+def test_crossfit_keeping_transport_weights_refits_them_on_all_rows(setup):
+    """When the kept kind is transport weights, ``w_φ`` is fitted again on the transport weights
+    of every training row (not distilled from the fold copies' average); it agrees with that
+    average and learns the known tilt."""
+    gen, data = setup
+    torch.manual_seed(6)
+    w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
+        gen, data, critic=Critic(2, 64, 3), epochs=1, batch_size=256, lr_w=1e-3, lr_d=1e-3, warmup=50,
+        pool_size=20_000, progress=False, inputs="data", transport=3, transport_chunk=1000, crossfit=2)
+    assert w_phi.confirmed_ and w_phi.source_ == "transport weights", (w_phi.candidates_, w_phi.check_emd_)
+    refit = w_phi.distil_["refit"]
+    # at most 3000 validation rows, so >= 17 chunks of 1000 a pass; a fold copy saw about half
+    assert refit["passes"] == 3 and refit["pairs"] >= 3 * 17 * 1000, refit
+    assert w_phi.distil_["corr"] > 0.8, w_phi.distil_
     z = torch.randn(20_000, 2)
     w = w_phi.weight(z)
     assert abs(float(w.mean()) - 1) < 0.1
