@@ -191,8 +191,12 @@ def w_phi_text(w: dict) -> str:
                             + ("" if d["confirmed"] else ", failed the check") for d in dl))
         if w["confirmed"]:
             d = w.get("distil") or {}
-            return msg + (f". Kept: {w['source']}, delivered {_gain(chk['initial_parts'], d['check_parts'])}; "
-                          f"w_phi(z) learned from the mean of its fold copies (correlation {d['corr']:.3f})")
+            if "refit" in d:
+                how_learned = (f"w_phi(z) refitted on the transport weights of all training rows ({d['refit']['pairs']:,} "
+                               f"pairs; correlation with the mean of the fold copies {d['corr']:.3f})")
+            else:
+                how_learned = f"w_phi(z) learned from the mean of its fold copies (correlation {d['corr']:.3f})"
+            return msg + f". Kept: {w['source']}, delivered {_gain(chk['initial_parts'], d['check_parts'])}; " + how_learned
         return msg + ", so w_phi fell back to its start (w ≈ 1) and latentRS delivers the base distribution"
     if not w["confirmed"]:
         d = w.get("distil")
