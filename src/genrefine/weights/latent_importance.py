@@ -48,6 +48,7 @@ from genrefine.weights.transport import fit_transport
 #: detect it more often at the same cost (docs/latent_reweighting.md item 19)
 CHECK_PARTS = 16
 CHECK_SIZE = 2000
+TRANSPORT_KIND = "transport weights"  # the candidate learned in latent space (weights/transport.py)
 
 
 class LatentImportanceNetwork(nn.Module):
@@ -394,7 +395,7 @@ class LatentImportanceNetwork(nn.Module):
                 self.transport_ = fit_transport(tw, generator, x, m, passes=int(transport), chunk=int(transport_chunk),
                                                 epochs=int(transport_epochs), progress=progress)
                 tw.on_latent = True
-                cands.append(("transport weights", tw))
+                cands.append((TRANSPORT_KIND, tw))
 
             def parts(score=val_emd) -> list[float]:
                 return [score(xc, zc, xg) for xc, zc, xg in
@@ -602,17 +603,11 @@ class LatentImportanceNetwork(nn.Module):
                 self.source_, self.val_emd_, self.selected_epoch_ = best, self.candidates_[i]["val_emd"], None
                 teacher = AveragedTeacher(teachers_of(best), self.m).eval()
                 self.__dict__["teacher_"] = teacher
-                if teacher.on_latent:  # transport weights: refit on all training rows (see docstring)
-                    self.distil_ = {"refit": fit_transport(self, generator, x[rest], self.m,
-                                                           passes=int(fit_args["transport"]),
-                                                           chunk=int(fit_args["transport_chunk"]),
-                                                           epochs=int(fit_args["transport_epochs"]),
-                                                           progress=progress)}
-                    with torch.no_grad():
-                        zc, _ = generator.sample_with_latents(max(n // 4, 2))
-                        tc, wc = teacher(zc).clamp(max=self.m).double(), self.weight(zc).double()
-                    ok_sd = tc.std() > 0 and wc.std() > 0
-                    self.distil_["corr"] = float(torch.corrcoef(torch.stack([wc, tc]))[0, 1]) if ok_sd else math.nan
+                if best == TRANSPORT_KIND:  # refit on all training rows (see docstring)
+                    refit = fit_transport(self, generator, x[rest], self.m, passes=int(fit_args["transport"]),
+                                          chunk=int(fit_args["transport_chunk"]),
+                                          epochs=int(fit_args["transport_epochs"]), progress=progress)
+                    self.distil_ = {"refit": refit, **self._agreement(generator, teacher, n)}
                 else:
                     self.distil_ = self._distil(generator, teacher, n, epochs)
                 self.distil_["val_emd"] = self._val_emd(*rounds[0].fold_["val"])
@@ -665,13 +660,20 @@ class LatentImportanceNetwork(nn.Module):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
-        with torch.no_grad():
-            zc, xc = generator.sample_with_latents(max(n // 4, 2))
-            tc = torch.cat([teacher(c) for c in (zc if latent else xc).split(100_000)]).clamp(max=self.m).double()
-            wc = self.weight(zc).double()
-            corr = float(torch.corrcoef(torch.stack([wc, tc]))[0, 1]) if tc.std() > 0 and wc.std() > 0 else math.nan
-            rel_rmse = float((wc - tc).pow(2).mean().sqrt() / tc.std().clamp_min(1e-12))
-        return {"corr": corr, "rel_rmse": rel_rmse, "n": n, "epochs": epochs}
+        return {**self._agreement(generator, teacher, n), "n": n, "epochs": epochs}
+
+    @torch.no_grad()
+    def _agreement(self, generator: Generator, teacher: nn.Module, n: int) -> dict:
+        """How well ``w_φ`` reproduces ``teacher`` (clipped at ``m``; read at ``z`` if it is
+        ``on_latent``, else at ``G(z)``) on ``n/4`` fresh prior draws: correlation and RMSE
+        relative to the teacher's standard deviation."""
+        zc, xc = generator.sample_with_latents(max(n // 4, 2))
+        latent = getattr(teacher, "on_latent", False)
+        tc = torch.cat([teacher(c) for c in (zc if latent else xc).split(100_000)]).clamp(max=self.m).double()
+        wc = self.weight(zc).double()
+        corr = float(torch.corrcoef(torch.stack([wc, tc]))[0, 1]) if tc.std() > 0 and wc.std() > 0 else math.nan
+        rel_rmse = float((wc - tc).pow(2).mean().sqrt() / tc.std().clamp_min(1e-12))
+        return {"corr": corr, "rel_rmse": rel_rmse}
 
 
 class DataWeightNetwork(nn.Module):
