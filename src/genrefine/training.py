@@ -124,14 +124,3 @@ def regress(predict: Callable[[Tensor], Tensor], params, x: Tensor, target: Tens
         if i % 100 == 0:
             bar.set_postfix(mse=f"{loss.item():.3g}")
     bar.close()
-
-
-def mlp(in_dim: int, out_dim: int, hidden: int, layers: int, slope: float = 0.01) -> nn.Sequential:
-    """``layers`` hidden layers of ``hidden`` units with leaky ReLU, linear output."""
-    mods: list[nn.Module] = []
-    d = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(d, hidden), nn.LeakyReLU(slope)]
-        d = hidden
-    mods.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*mods)

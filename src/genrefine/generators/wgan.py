@@ -17,19 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from genrefine.generators.base import Generator, register_family
+from genrefine.nn import mlp
 from genrefine.training import train_loop
 from genrefine.validation import check_array
-
-
-def relu_mlp(in_dim: int, out_dim: int, hidden: int, layers: int) -> nn.Sequential:
-    """``layers`` hidden ReLU layers of ``hidden`` units, linear output."""
-    mods: list[nn.Module] = []
-    d = in_dim
-    for _ in range(int(layers)):
-        mods += [nn.Linear(d, int(hidden)), nn.ReLU()]
-        d = int(hidden)
-    mods.append(nn.Linear(d, out_dim))
-    return nn.Sequential(*mods)
 
 
 class Critic(nn.Module):
@@ -38,7 +28,7 @@ class Critic(nn.Module):
     def __init__(self, data_dim: int, hidden: int = 512, layers: int = 3) -> None:
         super().__init__()
         self.data_dim, self.hidden, self.layers = int(data_dim), int(hidden), int(layers)
-        self.net = relu_mlp(self.data_dim, 1, self.hidden, self.layers)
+        self.net = mlp(self.data_dim, 1, self.hidden, self.layers, activation="relu")
 
     def config(self) -> dict:
         return {"data_dim": self.data_dim, "hidden": self.hidden, "layers": self.layers}
@@ -69,7 +59,7 @@ class WGANGenerator(Generator):
     def __init__(self, latent_dim: int = 2, data_dim: int = 2, hidden: int = 512, layers: int = 3) -> None:
         super().__init__(latent_dim, data_dim)
         self.hidden, self.layers = int(hidden), int(layers)
-        self.net = relu_mlp(self.latent_dim, self.data_dim, self.hidden, self.layers)
+        self.net = mlp(self.latent_dim, self.data_dim, self.hidden, self.layers, activation="relu")
 
     def config(self) -> dict:
         return {"latent_dim": self.latent_dim, "data_dim": self.data_dim, "hidden": self.hidden, "layers": self.layers}

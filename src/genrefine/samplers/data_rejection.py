@@ -37,7 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from genrefine.samplers.rejection import DATA_STUDENT_STEPS, check_bound_args, quantile_bound
-from genrefine.training import mlp, regress
+from genrefine.nn import mlp
+from genrefine.training import regress
 
 
 class DataRejection(nn.Module):

@@ -51,7 +51,8 @@ from torch.nn import functional as F
 from genrefine.generators.base import Generator, register_family
 from genrefine.samplers.rejection import (CANDIDATE_BATCH, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK, RejectionPrior,
                                          accept_loop, check_bound_args, quantile_bound)
-from genrefine.training import mlp, regress, train_loop
+from genrefine.nn import mlp
+from genrefine.training import regress, train_loop
 from genrefine.validation import check_array, check_weights
 
 

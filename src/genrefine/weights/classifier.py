@@ -20,7 +20,8 @@ from torch.nn import functional as F
 
 from genrefine.generators.base import Generator
 from genrefine.samplers.base import LatentTarget
-from genrefine.training import mlp, train_loop
+from genrefine.nn import mlp
+from genrefine.training import train_loop
 from genrefine.validation import check_array
 
 

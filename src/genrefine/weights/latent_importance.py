@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic, gradient_penalty, relu_mlp
+from genrefine.generators.wgan import Critic, gradient_penalty
+from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
@@ -75,7 +76,7 @@ class LatentImportanceNetwork(nn.Module):
         # high-frequency structure in z (fixed, saved with the model)
         self.fourier, self.fourier_scale = int(fourier), float(fourier_scale)
         self.register_buffer("fourier_B", torch.randn(self.latent_dim, self.fourier) * self.fourier_scale)
-        self.net = relu_mlp(self.latent_dim + 2 * self.fourier, 1, self.hidden, self.layers)
+        self.net = mlp(self.latent_dim + 2 * self.fourier, 1, self.hidden, self.layers, activation="relu")
         nn.init.constant_(self.net[-1].bias, 1.0)
         nn.init.normal_(self.net[-1].weight, std=1e-3)
 
@@ -682,7 +683,7 @@ class DataWeightNetwork(nn.Module):
 
     def __init__(self, data_dim: int, hidden: int, layers: int) -> None:
         super().__init__()
-        self.net = relu_mlp(int(data_dim), 1, int(hidden), int(layers))
+        self.net = mlp(int(data_dim), 1, int(hidden), int(layers), activation="relu")
         nn.init.constant_(self.net[-1].bias, 1.0)
         nn.init.normal_(self.net[-1].weight, std=1e-3)
         self.register_buffer("loc", torch.zeros(int(data_dim)))
