@@ -5,21 +5,71 @@ epoch, a progress bar, and resumable checkpoints (safetensors + JSON, written at
 The model-specific part is a ``step(*batch) -> dict[str, float]`` callback that computes its
 losses and steps its own optimizers, so GANs (several optimizers, k critic steps per
 generator step) and maximum-likelihood models share the same loop.
+
+Numeric faults are errors: a non-finite logged loss stops training with the epoch and the
+value named (checked once per epoch on the sums the loop already keeps, so it costs no extra
+device synchronisation and no random draw). A checkpoint carries a SHA-256 of its tensors and
+its bookkeeping in the same file, so a truncated, overwritten or mismatched checkpoint is
+refused in one line instead of resuming from wrong weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
 import time
 from typing import Callable
 
 import torch
-from safetensors.torch import load_file
+from safetensors import safe_open
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrefine.checkpoint import atomic_save_tensors, atomic_write_text, module_state, restore_state
+
+_META_KEY = "genrefine.training"  # safetensors metadata entry holding the checkpoint's JSON
+
+
+def whole_number(value, name: str, minimum: int = 0) -> int:
+    """``value`` as an int if it is a whole number >= ``minimum`` (2.0 passes, 2.5 and True do
+    not); otherwise a one-line ValueError naming ``name``."""
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not ok and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        ok = math.isfinite(value) and float(value).is_integer()
+    if not ok or int(value) < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def positive_rate(value, name: str) -> float:
+    """``value`` as a float if it is finite and > 0 (a learning rate); else a one-line ValueError."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return v
+
+
+def check_train_args(epochs, batch_size, gamma, optimizers: dict, checkpoint_every, desc: str) -> tuple[int, int]:
+    """Validate :func:`train_loop`'s arguments at the edge; returns ``(epochs, batch_size)``."""
+    epochs = whole_number(epochs, f"{desc}: epochs")
+    batch_size = whole_number(batch_size, f"{desc}: batch_size", 1)
+    whole_number(checkpoint_every, f"{desc}: checkpoint_every", 1)
+    try:
+        g = float(gamma)
+    except (TypeError, ValueError):
+        g = math.nan
+    if not 0 < g <= 1:  # NaN fails too
+        raise ValueError(f"{desc}: gamma (learning-rate decay per epoch) must lie in (0, 1], got {gamma!r}")
+    for name, opt in optimizers.items():
+        for group in opt.param_groups:
+            positive_rate(group["lr"], f"{desc}: learning rate of '{name}'")
+    return epochs, batch_size
 
 
 def train_loop(
@@ -40,35 +90,34 @@ def train_loop(
 
     Args:
         step: called with one batch slice of each tensor; does its own backward/optimizer
-            steps and returns scalar logs.
+            steps and returns scalar logs (losses, diagnostics), all expected finite.
         modules, optimizers: what a checkpoint holds (by name).
-        gamma: learning rates are multiplied by ``gamma`` after each epoch.
-        checkpoint: path prefix; ``<prefix>.safetensors`` + ``<prefix>.json`` are written every
-            ``checkpoint_every`` epochs and at the end. If they exist, training resumes there.
+        epochs: whole number >= 0; batch_size: >= 1 (capped at the number of rows).
+        gamma: learning rates are multiplied by ``gamma`` in (0, 1] after each epoch.
+        checkpoint: path prefix; ``<prefix>.safetensors`` (+ a readable ``<prefix>.json``) is
+            written every ``checkpoint_every`` epochs and at the end. If it exists, training
+            resumes there; one that does not fit ``modules`` or fails its hash is refused.
 
     Returns:
         One dict per epoch with the mean of each logged value and the epoch's seconds.
+
+    Raises:
+        ValueError: a bad argument, an unusable checkpoint, or a non-finite logged value
+            (training stops at that epoch; no checkpoint of the diverged state is written).
     """
+    epochs, batch_size = check_train_args(epochs, batch_size, gamma, optimizers, checkpoint_every, desc)
     n = len(tensors[0])
     if n == 0:
         raise ValueError(f"{desc}: no training data")
     if any(len(t) != n for t in tensors):
         raise ValueError(f"{desc}: training tensors have different lengths")
-    batch_size = min(int(batch_size), n)
+    batch_size = min(batch_size, n)
     scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=gamma) for o in optimizers.values()]
     history: list[dict] = []
     start = 0
     device = tensors[0].device
-    if checkpoint and os.path.exists(checkpoint + ".json") and os.path.exists(checkpoint + ".safetensors"):
-        with open(checkpoint + ".json") as fh:
-            info = json.load(fh)
-        saved = load_file(checkpoint + ".safetensors", device=str(device))
-        restore_state(saved, info, modules, optimizers)
-        for s, last in zip(scheds, info["sched_last_epoch"]):
-            s.last_epoch = last
-        torch.set_rng_state(saved["rng.cpu"].cpu())
-        history = info["history"]
-        start = info["epoch"]
+    if checkpoint and _checkpoint_exists(checkpoint):
+        history, start = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
     n_batches = n // batch_size
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, initial=start, total=epochs)
     for epoch in bar:
@@ -85,6 +134,7 @@ def train_loop(
         for s in scheds:
             s.step()
         rec = {k: v / n_batches for k, v in sums.items()}
+        _check_finite_logs(rec, epoch + 1, epochs, desc)
         rec["epoch"] = epoch + 1
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
@@ -99,28 +149,143 @@ def train_loop(
     return history
 
 
+def _check_finite_logs(rec: dict, epoch: int, epochs: int, desc: str) -> None:
+    # A NaN or inf in any batch makes the epoch's sum non-finite, so one test per epoch sees it.
+    for k, v in rec.items():
+        if not math.isfinite(v):
+            raise ValueError(f"{desc}: non-finite loss at epoch {epoch} of {epochs}: {k} = {v} "
+                             "(training diverged; a smaller learning rate often helps)")
+
+
+def tensor_digest(tensors: dict[str, Tensor]) -> str:
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order (CPU tensors)."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+
+def _checkpoint_exists(prefix: str) -> bool:
+    return os.path.exists(prefix + ".safetensors")
+
+
 def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history) -> None:
+    """Write ``<prefix>.safetensors`` holding the tensors and, in its metadata, the JSON
+    bookkeeping with the tensors' hash: one atomic file, so a crash never pairs new weights
+    with old bookkeeping. ``<prefix>.json`` repeats the bookkeeping for people to read."""
     tensors, info = module_state(modules, optimizers)
     tensors["rng.cpu"] = torch.get_rng_state()
-    info.update(epoch=epoch, history=history, sched_last_epoch=[s.last_epoch for s in scheds])
-    atomic_save_tensors(tensors, prefix + ".safetensors")
-    atomic_write_text(prefix + ".json", json.dumps(info))
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    info.update(epoch=epoch, history=history, sched_last_epoch=[s.last_epoch for s in scheds],
+                sha256=tensor_digest(tensors))
+    text = json.dumps(info)
+    atomic_save_tensors(tensors, prefix + ".safetensors", metadata={_META_KEY: text})
+    atomic_write_text(prefix + ".json", text)
+
+
+def _load_checkpoint(prefix: str, device) -> tuple[dict, dict]:
+    """``(tensors, info)`` of a training checkpoint; every failure is one ValueError line."""
+    path = prefix + ".safetensors"
+    try:
+        with safe_open(path, framework="pt", device=str(device)) as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        if _META_KEY in meta:
+            info = json.loads(meta[_META_KEY])
+        else:  # written before the bookkeeping moved into the tensor file
+            with open(prefix + ".json") as fh:
+                info = json.load(fh)
+    except Exception as exc:  # truncated, overwritten or missing pieces
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable training checkpoint ({msg})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("epoch"), int):
+        raise ValueError(f"{path}: training checkpoint lacks its bookkeeping (epoch)")
+    if "sha256" in info and tensor_digest({k: v.cpu() for k, v in tensors.items()}) != info["sha256"]:
+        raise ValueError(f"{path}: training checkpoint's tensors do not match their recorded hash (file altered)")
+    return tensors, info
+
+
+def _check_shapes(tensors: dict, modules: dict[str, nn.Module]) -> str | None:
+    """The first way the saved module tensors differ from ``modules`` (None if they fit)."""
+    for name, m in modules.items():
+        prefix = f"module.{name}."
+        saved = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        own = m.state_dict()
+        for k, v in own.items():
+            if k not in saved:
+                return f"'{name}' has '{k}' but the checkpoint does not"
+            if tuple(saved[k].shape) != tuple(v.shape):
+                return f"'{name}.{k}' has shape {tuple(v.shape)}, the checkpoint {tuple(saved[k].shape)}"
+        extra = sorted(set(saved) - set(own))
+        if extra:
+            return f"the checkpoint has '{name}.{extra[0]}', which the model lacks"
+    return None
+
+
+def resume_training(prefix: str, modules, optimizers, scheds, device, desc: str) -> tuple[list, int]:
+    """Restore modules, optimizers, schedules and the CPU random state from ``prefix``;
+    returns ``(history, epoch)``. A checkpoint that does not fit is one ValueError line."""
+    path = prefix + ".safetensors"
+    tensors, info = _load_checkpoint(prefix, device)
+    bad = _check_shapes(tensors, modules)
+    if bad is None and "rng.cpu" not in tensors:
+        bad = "it has no random state"
+    if bad is None:
+        try:
+            restore_state(tensors, info, modules, optimizers)
+            lasts = list(info["sched_last_epoch"])
+            if len(lasts) != len(scheds):
+                raise ValueError(f"{len(lasts)} schedules saved, {len(scheds)} in use")
+            for s, last in zip(scheds, lasts):
+                s.last_epoch = int(last)
+            torch.set_rng_state(tensors["rng.cpu"].cpu())
+            history = list(info["history"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            bad = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if bad is not None:
+        raise ValueError(f"{desc}: cannot resume from {path}: {bad}; remove it to train from scratch")
+    return history, int(info["epoch"])
 
 
 def regress(predict: Callable[[Tensor], Tensor], params, x: Tensor, target: Tensor, steps: int, batch_size: int,
             lr: float, desc: str, progress: bool = True) -> None:
     """Distillation: fit ``predict(x[j]) ≈ target[j]`` by mean squared error, Adam with a cosine
-    schedule, ``steps`` random batches of ``batch_size`` rows (the rejection steps' students)."""
+    schedule, ``steps`` random batches of ``batch_size`` rows (the rejection steps' students).
+
+    The losses are summed on the device (float64) and checked at the loop's existing
+    synchronisation points (every 100 steps and at the end): a non-finite loss is a
+    ValueError naming ``desc``, the step and the value.
+    """
+    steps = whole_number(steps, f"{desc}: steps")
+    batch_size = whole_number(batch_size, f"{desc}: batch_size", 1)
+    lr = positive_rate(lr, f"{desc}: learning rate")
+    if len(x) == 0:
+        raise ValueError(f"{desc}: no training data")
     opt = torch.optim.Adam(params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(steps))
-    bar = tqdm(range(int(steps)), desc=desc, disable=not progress, leave=False)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False)
     for i in bar:
-        j = torch.randint(0, len(x), (int(batch_size),), device=x.device)
+        j = torch.randint(0, len(x), (batch_size,), device=x.device)
         loss = (predict(x[j]) - target[j]).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
+        total += loss.detach()
         if i % 100 == 0:
-            bar.set_postfix(mse=f"{loss.item():.3g}")
+            value = loss.item()
+            _check_regress(total, value, i + 1, steps, desc)
+            bar.set_postfix(mse=f"{value:.3g}")
     bar.close()
+    if steps:
+        _check_regress(total, loss.item(), steps, steps, desc)
+
+
+def _check_regress(total: Tensor, value: float, step: int, steps: int, desc: str) -> None:
+    # float64 sum of float32 squares: non-finite only if some step's loss was.
+    if not math.isfinite(total.item()):
+        raise ValueError(f"{desc}: non-finite loss by step {step} of {steps}: mse = {value} "
+                         "(training diverged; a smaller learning rate often helps)")

@@ -397,17 +397,21 @@ def exact_emd(x, y, weights_x=None, weights_y=None, num_itermax: int | None = No
     )
 
 
-def _weighted_mean_distance(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor) -> float:
+def _weighted_mean_distance(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, b: torch.Tensor,
+                            mm: bool = False) -> float:
     """``sum_ij a_i b_j |x_i - y_j|`` in row chunks of at most ~_BLOCK_ENTRIES distances."""
     chunk = max(1, _BLOCK_ENTRIES // max(1, y.shape[0]))
     total = torch.zeros((), dtype=torch.float64)
     for s in range(0, x.shape[0], chunk):
-        d = _pairwise_euclidean(x[s : s + chunk], y)
+        if mm:
+            d = torch.cdist(x[s : s + chunk], y, compute_mode="use_mm_for_euclid_dist")
+        else:
+            d = _pairwise_euclidean(x[s : s + chunk], y)
         total = total + a[s : s + chunk] @ (d @ b)
     return float(total)
 
 
-def energy_distance(x, y, weights_x=None, weights_y=None, squared: bool = True) -> float:
+def energy_distance(x, y, weights_x=None, weights_y=None, squared: bool = True, mm: bool = False) -> float:
     r"""Multivariate energy distance between two (weighted) samples.
 
     .. math::
@@ -439,6 +443,11 @@ def energy_distance(x, y, weights_x=None, weights_y=None, squared: bool = True) 
     squared : bool, default True
         Return ``E`` (the quantity above, units of distance). ``False`` returns ``sqrt(E)``,
         the scipy convention.
+    mm : bool, default False
+        Compute distances as ``sqrt(|x|^2 + |y|^2 - 2 x.y)`` by matrix products: about 10x
+        faster for high-dimensional rows (images); the float64 rounding (about 1e-6 on a
+        zero distance, 1e-13 elsewhere) changes the score by far less than its sampling
+        noise. ``False`` uses coordinate differences (no such rounding).
 
     Returns
     -------
@@ -453,8 +462,8 @@ def energy_distance(x, y, weights_x=None, weights_y=None, squared: bool = True) 
     xt, yt = torch.from_numpy(xn), torch.from_numpy(yn)
     at, bt = torch.from_numpy(an), torch.from_numpy(bn)
     with torch.no_grad():
-        exy = _weighted_mean_distance(xt, at, yt, bt)
-        exx = _weighted_mean_distance(xt, at, xt, at)
-        eyy = _weighted_mean_distance(yt, bt, yt, bt)
+        exy = _weighted_mean_distance(xt, at, yt, bt, mm)
+        exx = _weighted_mean_distance(xt, at, xt, at, mm)
+        eyy = _weighted_mean_distance(yt, bt, yt, bt, mm)
     e = max(2.0 * exy - exx - eyy, 0.0)  # clamp rounding below zero
     return e if squared else float(np.sqrt(e))
