@@ -149,6 +149,10 @@ def gaussian_grad(z):
     return -z / SIGMA**2
 
 
+def gaussian_log_prob_and_grad(z):
+    return -0.5 * (z * z / SIGMA**2).sum(-1), gaussian_grad(z)
+
+
 def gaussian_energy(z, p):
     return 0.5 * (z * z / SIGMA**2).sum(-1) + 0.5 * (p * p).sum(-1)
 
@@ -160,8 +164,8 @@ def test_leapfrog_energy_error_is_second_order():
     h0 = gaussian_energy(z0, p0)
     rms = []
     for eps in (0.1, 0.05, 0.025):  # same integration time T = 1
-        z, p, g = leapfrog(z0, p0, gaussian_grad, eps, round(1 / eps))
-        assert torch.allclose(g, gaussian_grad(z))
+        z, p, lp, g = leapfrog(z0, p0, gaussian_log_prob_and_grad, eps, round(1 / eps))
+        assert torch.allclose(g, gaussian_grad(z)) and torch.allclose(lp, gaussian_log_prob_and_grad(z)[0])
         rms.append((gaussian_energy(z, p) - h0).pow(2).mean().sqrt().item())
     assert rms[1] < 0.02
     for coarse, fine in zip(rms, rms[1:]):
@@ -169,20 +173,20 @@ def test_leapfrog_energy_error_is_second_order():
 
 
 def test_leapfrog_is_reversible_with_per_chain_steps():
-    def banana_grad(z):  # log q = -z0²/2 - (z1 - z0²)²: non-linear forces
+    def banana(z):  # log q = -z0²/2 - (z1 - z0²)²: non-linear forces
         r = z[:, 1] - z[:, 0] ** 2
-        return torch.stack([-z[:, 0] + 4 * z[:, 0] * r, -2 * r], -1)
+        return -0.5 * z[:, 0] ** 2 - r**2, torch.stack([-z[:, 0] + 4 * z[:, 0] * r, -2 * r], -1)
 
     torch.manual_seed(5)
     z0 = torch.randn(64, 2, dtype=torch.float64)
     p0 = torch.randn(64, 2, dtype=torch.float64)
     eps = torch.linspace(0.01, 0.05, 64, dtype=torch.float64)
-    z1, p1, _ = leapfrog(z0, p0, banana_grad, eps, 25)
-    z2, p2, _ = leapfrog(z1, -p1, banana_grad, eps, 25)
+    z1, p1, _, _ = leapfrog(z0, p0, banana, eps, 25)
+    z2, p2, _, _ = leapfrog(z1, -p1, banana, eps, 25)
     assert (z1 - z0).abs().max() > 0.1
     assert torch.allclose(z2, z0, atol=1e-10) and torch.allclose(-p2, p0, atol=1e-10)
     # a per-chain step equals running each chain alone with its scalar step
-    zs, ps, _ = leapfrog(z0[:1], p0[:1], banana_grad, float(eps[0]), 25)
+    zs, ps, _, _ = leapfrog(z0[:1], p0[:1], banana, float(eps[0]), 25)
     assert torch.allclose(zs, z1[:1]) and torch.allclose(ps, p1[:1])
 
 

@@ -2,20 +2,23 @@
 
 Every sampler (rejection, SIR, MH, HMC, Langevin, gradient ascent, refiner) is a
 :class:`LatentSampler`: ``sample(n) -> z`` of shape ``(n, latent_dim)`` on the target's
-device, and after each call ``diagnostics`` holds what a user checks (acceptance rate,
-effective sample size, bound, timings) as JSON-serialisable numbers.
+device, and ``run(n)`` returns it with what a user checks (acceptance rate, effective sample
+size, bound, timings) as JSON-serialisable numbers.
 """
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Callable
+import numbers
+from abc import ABC
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+
+from genrefine.samplers.diagnostics import effective_sample_size, weight_diagnostics  # noqa: F401  (re-exported)
+from genrefine.timing import timed
 
 
 @dataclass
@@ -51,8 +54,22 @@ class LatentTarget:
         return self.log_weight(z).exp()
 
 
+class LatentSample(NamedTuple):
+    """A sampler's output: latents ``z`` ``(n, d)`` and the diagnostics a user checks."""
+
+    z: Tensor
+    diagnostics: dict
+
+
 class LatentSampler(ABC):
-    """Base class of samplers of a :class:`LatentTarget`."""
+    """Base class of samplers of a :class:`LatentTarget`: one small interface.
+
+    :meth:`run` returns the samples with their diagnostics (a :class:`LatentSample`); a
+    subclass implements :meth:`_draw` and gets the argument check, the timing and the common
+    keys (``sampler``, ``n``, ``seconds``) from here. :meth:`sample` returns only ``z`` and
+    keeps the diagnostics in :attr:`diagnostics`. (A subclass that overrides :meth:`sample`
+    instead and fills :attr:`diagnostics` itself still works with :meth:`run`.)
+    """
 
     name: str = "sampler"
 
@@ -60,30 +77,27 @@ class LatentSampler(ABC):
         self.target = target
         self.diagnostics: dict = {}
 
-    @abstractmethod
+    def run(self, n: int) -> LatentSample:
+        """``n`` latent points ``(n, d)`` distributed as q, with their diagnostics."""
+        if type(self)._draw is LatentSampler._draw:
+            if type(self).sample is LatentSampler.sample:
+                raise NotImplementedError(f"{type(self).__name__} implements neither _draw nor sample")
+            return LatentSample(self.sample(n), self.diagnostics)
+        check_count(n, "n")
+        (z, diagnostics), seconds = timed(lambda: self._draw(int(n)))
+        return LatentSample(z, {"sampler": self.name, "n": int(n), **diagnostics, "seconds": seconds})
+
     def sample(self, n: int) -> Tensor:
         """Return ``n`` latent points of shape ``(n, d)`` distributed as q; fill ``diagnostics``."""
+        z, self.diagnostics = self.run(n)
+        return z
+
+    def _draw(self, n: int) -> tuple[Tensor, dict]:
+        """``n`` points and the sampler's own diagnostics (subclasses implement this)."""
+        raise NotImplementedError
 
 
-def effective_sample_size(w: Tensor) -> float:
-    """Kish's effective sample size fraction ``(Σw)² / (n Σw²)`` in [0, 1]."""
-    w = w.double()
-    s2 = (w * w).sum()
-    return float((w.sum() ** 2 / (len(w) * s2)).item()) if s2 > 0 else 0.0
-
-
-def weight_diagnostics(w: Tensor) -> dict:
-    """Summary of a weight vector: ESS fraction, max/mean, non-finite and zero counts."""
-    w = torch.as_tensor(w).detach().double().flatten()
-    finite = torch.isfinite(w)
-    wf = w[finite]
-    mean = float(wf.mean()) if len(wf) else math.nan
-    return {
-        "n": int(len(w)),
-        "non_finite": int((~finite).sum()),
-        "zeros": int((wf == 0).sum()),
-        "mean": mean,
-        "max": float(wf.max()) if len(wf) else math.nan,
-        "max_over_mean": float(wf.max() / mean) if len(wf) and mean > 0 else math.nan,
-        "ess_fraction": effective_sample_size(wf) if len(wf) else 0.0,
-    }
+def check_count(value, name: str, minimum: int = 1) -> None:
+    """One clear error unless ``value`` is an integer >= ``minimum`` (a count: samples, steps, chains)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -17,15 +17,12 @@ forward and backward, which is what makes DOT expensive at inference.
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import Tensor
 
 from genrefine.generators.base import Generator, require
-from genrefine.samplers.base import LatentSampler, LatentTarget
+from genrefine.samplers.base import LatentSampler, LatentTarget, check_count
 from genrefine.samplers.latent_ga import radial_projection
-from genrefine.samplers.rejection import _check_int
 from genrefine.validation import check_positive
 
 
@@ -64,7 +61,7 @@ class DOTSampler(LatentSampler):
                  k_eff: float | None = None, project: bool | None = None, batch_size: int = 50_000) -> None:
         require(generator, "differentiable", "DOT")
         super().__init__(LatentTarget(prior=generator.prior, log_weight=lambda z: torch.zeros(len(z), device=z.device)))
-        _check_int(n_steps, "n_steps", minimum=0)
+        check_count(n_steps, "n_steps", minimum=0)
         check_positive(step_size, "step_size")
         self.generator, self.critic = generator, critic
         self.n_steps, self.step_size, self.delta = int(n_steps), float(step_size), float(delta)
@@ -86,15 +83,12 @@ class DOTSampler(LatentSampler):
             z = (z.detach() - self.step_size * grad).detach()
         return z
 
-    def sample(self, n: int) -> Tensor:
-        _check_int(n, "n")
-        t0 = time.perf_counter()
+    def _draw(self, n: int) -> tuple[Tensor, dict]:
         z0 = self.generator.prior.sample((int(n),))
         z = torch.cat([self.move(c) for c in z0.split(self.batch_size)])
         with torch.no_grad():
             before = float(dot_objective(self.generator, self.critic, z0[:10_000], z0[:10_000], self.k_eff, self.delta).mean())
             after = float(dot_objective(self.generator, self.critic, z[:10_000], z0[:10_000], self.k_eff, self.delta).mean())
-        self.diagnostics = {"sampler": self.name, "n": int(n), "n_steps": self.n_steps, "step_size": self.step_size,
-                            "k_eff": self.k_eff, "objective_before": before, "objective_after": after,
-                            "mean_move": float((z - z0).norm(dim=-1).mean()), "seconds": time.perf_counter() - t0}
-        return z
+        return z, {"n_steps": self.n_steps, "step_size": self.step_size, "k_eff": self.k_eff,
+                   "objective_before": before, "objective_after": after,
+                   "mean_move": float((z - z0).norm(dim=-1).mean())}

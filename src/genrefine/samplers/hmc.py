@@ -2,20 +2,24 @@
 
 The kernel is built from small named parts, each testable alone (the blackjax layout):
 
-* :func:`leapfrog` — the integrator, vectorised over chains, per-chain step sizes allowed;
-* :meth:`HMCSampler.init` / :meth:`HMCSampler.step` — one Metropolis-corrected HMC
-  transition of every chain, ``(state) -> (state, info)``;
-* :class:`DualAveraging` — step-size adaptation (Hoffman & Gelman 2014, Alg. 5), one ε
-  shared by all chains or one per chain, run during burn-in only and frozen afterwards so
-  the kept draws come from a fixed, valid Markov kernel;
+* :func:`~genrefine.samplers.integrators.leapfrog` — the integrator, vectorised over chains,
+  per-chain step sizes allowed;
+* :meth:`HMCSampler.init` / :meth:`HMCSampler.step` — ``init(z) -> HMCState`` and one
+  Metropolis-corrected transition of every chain, ``step(state) -> (HMCState, HMCInfo)``;
+* :class:`~genrefine.samplers.adaptation.DualAveraging` — step-size adaptation, run during
+  burn-in only and frozen afterwards so the kept draws come from a fixed, valid Markov kernel;
 * :func:`sir_starts` — chain starts by importance resampling a prior sample;
-* :func:`chain_ess` / :func:`split_rhat` — multi-chain effective sample size (Geyer's
-  initial monotone sequence, as in Stan) and split R-hat, vectorised over dimensions.
+* :func:`~genrefine.samplers.diagnostics.chain_ess` / ``split_rhat`` — multi-chain ESS and R-hat.
 
-The only call on the model is ``target.log_prob(z)`` (with ``z.requires_grad_(True)`` and
-``torch.autograd.grad`` for the gradient). Points where ``log q`` is ``-inf`` (w = 0), NaN,
-or whose gradient is not finite end a trajectory as a *divergence*: the proposal is
-rejected, the chain stays where it was, and no NaN ever enters the state.
+:meth:`HMCSampler.run` is the driver: it loops ``step`` and keeps every ``thin``-th state.
+
+The only call on the model is ``target.log_prob(z)`` (with autograd for the gradient). Points
+where ``log q`` is ``-inf`` (w = 0), NaN, or whose gradient is not finite end a trajectory as
+a *divergence*: the proposal is rejected, the chain stays where it was, and no NaN ever enters
+the state. Faults are errors, never samples: a start where ``log q`` or its gradient is not
+finite, a step at which every proposal was non-finite (:data:`FAULT_PROPOSALS`), and chains
+that run off to ``|z|`` beyond :data:`EXPLODED_SCALES` prior scales each raise ValueError
+naming the step; a start pool with an ESS fraction below 1 % warns at once.
 
 HMC follows Sec. 4.1 of the latent-reweighting (LaSeR) paper; :meth:`HMCSampler.paper`
 reproduces its settings (100 chains, ε = 0.004, 50 leapfrog steps, 3000 burn-in draws).
@@ -24,192 +28,35 @@ reproduces its settings (100 chains, ε = 0.004, 50 leapfrog steps, 3000 burn-in
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass
-from typing import Callable
+from functools import partial
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
-from genrefine.samplers.base import LatentSampler, LatentTarget, weight_diagnostics
-from genrefine.samplers.rejection import _check_int, finite_log_weight
+from genrefine.samplers.adaptation import DualAveraging, DualAveragingState, initial_step_size
+from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
+from genrefine.samplers.diagnostics import chain_ess, nan_summary, split_rhat, warn_low_ess
+from genrefine.samplers.integrators import leapfrog, log_prob_and_grad
+from genrefine.samplers.rejection import finite_log_weight
 from genrefine.validation import check_positive
 
+__all__ = ["HMCInfo", "HMCSampler", "HMCState", "chain_ess", "leapfrog", "sir_starts", "split_rhat"]
 
-def leapfrog(
-    z: Tensor,
-    p: Tensor,
-    grad_log_prob: Callable[[Tensor], Tensor],
-    step_size: float | Tensor,
-    n_steps: int,
-    grad: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Integrate Hamilton's equations for ``H(z, p) = -log q(z) + |p|²/2`` with leapfrog.
-
-    One step is ``p ← p + ε/2 ∇log q(z);  z ← z + ε p;  p ← p + ε/2 ∇log q(z)``; consecutive
-    half-steps of ``p`` are fused, so ``n_steps`` steps cost ``n_steps`` gradient calls when
-    ``grad`` (the gradient at the starting ``z``) is given, one more otherwise. The map is
-    volume-preserving and reversible (negating ``p`` and integrating again returns to the
-    start), and its energy error is O(ε²) over a fixed integration time.
-
-    Args:
-        z: positions, shape ``(n_chains, d)``.
-        p: momenta, same shape.
-        grad_log_prob: ``z -> ∇_z log q(z)``, shape ``(n_chains, d)``.
-        step_size: ε, a number or a per-chain tensor of shape ``(n_chains,)``.
-        n_steps: number of leapfrog steps L >= 1.
-        grad: ``grad_log_prob(z)`` if already known (saves one call).
-
-    Returns:
-        ``(z, p, grad)`` after L steps; ``grad`` is the gradient at the returned ``z``.
-
-    Example:
-        >>> z1, p1, g1 = leapfrog(z, torch.randn_like(z), lambda z: -z, 0.1, 20)
-    """
-    if isinstance(step_size, Tensor) and step_size.dim() > 0:
-        step_size = step_size.reshape(-1, *([1] * (z.dim() - 1)))
-    g = grad_log_prob(z) if grad is None else grad
-    p = p + 0.5 * step_size * g
-    for i in range(n_steps):
-        z = z + step_size * p
-        g = grad_log_prob(z)
-        # the last half-step of p closes the final step; the others fuse two half-steps.
-        p = p + (step_size if i < n_steps - 1 else 0.5 * step_size) * g
-    return z, p, g
+#: chains further out than this many prior standard deviations stop the sampler: the prior
+#: density there is below exp(-5e5), so only an improper q (weights growing faster than the
+#: prior falls, e.g. an extrapolating classifier) takes chains there, and such points are
+#: not samples of anything.
+EXPLODED_SCALES = 1e3
+#: a run of consecutive proposals (over chains and steps) all with NaN / +inf ``log q`` or
+#: gradient that stops the sampler: a valid target with NaN regions (treated as w = 0) never
+#: sends a hundred proposals in a row there; a model that has started returning NaN does.
+FAULT_PROPOSALS = 100
 
 
-class DualAveraging:
-    """Per-chain dual-averaging step-size adaptation (Hoffman & Gelman 2014, Sec. 3.2).
-
-    Drives the Metropolis acceptance probability of each chain to ``target_accept``::
-
-        h̄_t = (1 - 1/(t+t0)) h̄_{t-1} + (δ - α_t)/(t+t0)
-        log ε_t = μ - √t/γ · h̄_t,        μ = log(10 ε_0)
-        log ε̄_t = t^-κ log ε_t + (1 - t^-κ) log ε̄_{t-1}
-
-    :meth:`update` returns ε_t (the step to use next); :attr:`final` is ε̄ (the step to freeze
-    after burn-in). With a short burn-in ε̄ still remembers the first, wildly swinging
-    iterations and comes out too small (acceptance 0.05-0.1 above the target after 50
-    iterations); :meth:`start_window` makes :attr:`final` the geometric mean of the ε_t
-    produced after it instead. All quantities are tensors of shape ``(n_chains,)`` (or
-    ``(1,)`` for a shared step).
-    """
-
-    def __init__(
-        self,
-        step_size: Tensor,
-        target_accept: float = 0.75,
-        gamma: float = 0.05,
-        t0: float = 10.0,
-        kappa: float = 0.75,
-    ) -> None:
-        self.mu = torch.log(10 * step_size)
-        self.target_accept = target_accept
-        self.gamma, self.t0, self.kappa = gamma, t0, kappa
-        self.t = 0
-        self.h_bar = torch.zeros_like(step_size)
-        self.log_step_bar = torch.log(step_size)
-        self._window: list[Tensor] | None = None
-
-    def start_window(self) -> None:
-        """From now on :attr:`final` averages only the log ε_t of later updates."""
-        self._window = []
-
-    def update(self, accept_prob: Tensor) -> Tensor:
-        self.t += 1
-        t = self.t
-        w = 1.0 / (t + self.t0)
-        self.h_bar = (1 - w) * self.h_bar + w * (self.target_accept - accept_prob)
-        # the clamp keeps one unlucky chain from flying off to ε = 0 or ε = inf.
-        log_step = (self.mu - math.sqrt(t) / self.gamma * self.h_bar).clamp(-25.0, 5.0)
-        eta = t ** (-self.kappa)
-        self.log_step_bar = eta * log_step + (1 - eta) * self.log_step_bar
-        if self._window is not None:
-            self._window.append(log_step)
-        return log_step.exp()
-
-    @property
-    def final(self) -> Tensor:
-        if self._window:
-            return torch.stack(self._window).mean(0).exp()
-        return self.log_step_bar.exp()
-
-
-def _autocovariance(x: Tensor) -> Tensor:
-    """Biased autocovariance along dim 0 of ``x`` (shape ``(n, ...)``) via FFT."""
-    n = x.shape[0]
-    xc = x - x.mean(0, keepdim=True)
-    size = 2 ** math.ceil(math.log2(2 * n))
-    f = torch.fft.rfft(xc, n=size, dim=0)
-    return torch.fft.irfft(f * f.conj(), n=size, dim=0)[:n] / n
-
-
-def chain_ess(draws: Tensor) -> Tensor:
-    """Multi-chain effective sample size per dimension.
-
-    Stan's estimator (Vehtari et al. 2021, Eq. 10): the combined autocorrelation
-    ``ρ_t = 1 - (W - mean_m acov_m(t)) / var⁺`` with ``W`` the mean within-chain variance and
-    ``var⁺ = (N-1)/N W + B/N``; Geyer's initial positive sequence truncates the sums
-    ``P_k = ρ_{2k} + ρ_{2k+1}`` at the first negative one, made monotone, and
-    ``ESS = N M / (-1 + 2 Σ_k P_k)``, capped at ``N M log10(N M)``.
-
-    Args:
-        draws: shape ``(n_draws, n_chains, d)``.
-
-    Returns:
-        ESS per dimension, shape ``(d,)`` (NaN where ``n_draws < 4`` or a dimension is constant).
-    """
-    return _by_dimension_chunks(_chain_ess, draws)
-
-
-def _by_dimension_chunks(fn: Callable[[Tensor], Tensor], draws: Tensor, max_elements: int = 2**24) -> Tensor:
-    """``fn`` on slices of the last dimension, so the float64 and FFT copies stay bounded."""
-    per_dim = 4 * draws.shape[0] * draws.shape[1]  # padded FFT length is <= 4 n_draws
-    chunk = max(1, max_elements // max(per_dim, 1))
-    return torch.cat([fn(part) for part in draws.split(chunk, dim=2)])
-
-
-def _chain_ess(draws: Tensor) -> Tensor:
-    x = draws.double()
-    n, m = x.shape[0], x.shape[1]
-    if n < 4:
-        return torch.full(x.shape[2:], math.nan, dtype=torch.float64, device=x.device)
-    acov = _autocovariance(x)  # (n, m, d)
-    chain_var = acov[0] * n / (n - 1)
-    w = chain_var.mean(0)
-    b_over_n = x.mean(0).var(0) if m > 1 else torch.zeros_like(w)
-    var_plus = (n - 1) / n * w + b_over_n
-    rho = 1 - (w - acov.mean(1)) / var_plus  # (n, d)
-    n_pairs = n // 2
-    pairs = rho[: 2 * n_pairs].reshape(n_pairs, 2, -1).sum(1)  # (n_pairs, d)
-    positive = torch.cumprod((pairs > 0).double(), 0)
-    monotone = torch.cummin(pairs.clamp_min(0), 0).values * positive
-    tau = (-1 + 2 * monotone.sum(0)).clamp_min(1 / math.log10(n * m))
-    ess = n * m / tau
-    return torch.where(var_plus > 0, ess, torch.full_like(ess, math.nan))
-
-
-def split_rhat(draws: Tensor) -> Tensor:
-    """Split-R̂ per dimension (Gelman et al., BDA3 Eq. 11.4) of ``draws`` ``(n_draws, n_chains, d)``."""
-    return _by_dimension_chunks(_split_rhat, draws)
-
-
-def _split_rhat(draws: Tensor) -> Tensor:
-    x = draws.double()
-    half = x.shape[0] // 2
-    if half < 2:
-        return torch.full(x.shape[2:], math.nan, dtype=torch.float64, device=x.device)
-    x = torch.cat([x[:half], x[half : 2 * half]], 1)
-    n = x.shape[0]
-    w = x.var(0).mean(0)
-    b_over_n = x.mean(0).var(0)
-    var_plus = (n - 1) / n * w + b_over_n
-    return (var_plus / w).sqrt()
-
-
-@dataclass
-class HMCState:
+class HMCState(NamedTuple):
     """State of all chains: positions ``z`` ``(n_chains, d)``, ``log_prob`` and ``grad`` of
     ``log q`` there, and the per-chain step size ``step_size`` ``(n_chains,)``."""
 
@@ -219,35 +66,19 @@ class HMCState:
     step_size: Tensor
 
 
-class _LogProbGrad:
-    """``z -> ∇ log q(z)`` through autograd; keeps ``log q`` of the last call and counts calls."""
+class HMCInfo(NamedTuple):
+    """What one transition did, per chain: ``accept_prob`` ``min(1, exp(-ΔH))`` (0 when
+    divergent), ``accepted``, ``divergent`` (rejected for a non-finite or huge energy error),
+    ``non_finite`` (the proposal's ``z``, ``log q`` or gradient was NaN / +inf: a numeric
+    fault, unlike ``log q = -inf``), ``energy_error`` ``H' - H`` (NaN when divergent); and
+    ``n_steps``, the leapfrog steps taken (= gradient evaluations per chain)."""
 
-    def __init__(self, target: LatentTarget) -> None:
-        self.target = target
-        self.calls = 0
-        self.points = 0
-        self.value: Tensor | None = None
-
-    def __call__(self, z: Tensor) -> Tensor:
-        # A blown-up trajectory must not reach the model (torch distributions reject NaN):
-        # evaluate those rows at 0 and report NaN for them, which the kernel rejects.
-        bad = ~torch.isfinite(z).all(-1, keepdim=True)
-        any_bad = bool(bad.any())
-        if any_bad:
-            z = torch.where(bad, torch.zeros_like(z), z)
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            log_prob = self.target.log_prob(z)
-            (grad,) = torch.autograd.grad(log_prob.sum(), z, allow_unused=True)
-        self.calls += 1
-        self.points += z.shape[0]
-        grad = torch.zeros_like(z) if grad is None else grad
-        log_prob = log_prob.detach()
-        if any_bad:
-            log_prob = torch.where(bad.squeeze(-1), torch.full_like(log_prob, math.nan), log_prob)
-            grad = torch.where(bad, torch.full_like(grad, math.nan), grad)
-        self.value = log_prob
-        return grad
+    accept_prob: Tensor
+    accepted: Tensor
+    divergent: Tensor
+    non_finite: Tensor
+    energy_error: Tensor
+    n_steps: int
 
 
 def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 100_000) -> tuple[Tensor, dict]:
@@ -256,7 +87,10 @@ def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 1
     ``pool_size`` points ``z_i ~ p`` get weights ``w(z_i)``; ``n`` of them are picked by
     systematic resampling (lower variance than multinomial, so the mass of separated modes
     is carried over as exactly as the pool allows). Returns the points and the pool's
-    :func:`weight_diagnostics`. Raises ValueError when every weight is zero or non-finite.
+    :func:`weight_diagnostics` with ``distinct_starts``, the number of different points picked.
+    Raises ValueError when every weight is zero or non-finite; warns when the pool's ESS
+    fraction is below :data:`~genrefine.samplers.diagnostics.LOW_ESS_FRACTION` (the chains
+    then start from a handful of points).
     """
     pool = target.prior.sample((pool_size,))
     log_w = torch.cat([finite_log_weight(target, chunk) for chunk in pool.split(batch_size)])
@@ -269,7 +103,9 @@ def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 1
     cdf = torch.cumsum(w / w.sum(), 0)
     u = (torch.rand((), dtype=cdf.dtype, device=cdf.device) + torch.arange(n, device=cdf.device)) / n
     idx = torch.searchsorted(cdf, u).clamp_max(pool_size - 1)
-    return pool[idx], weight_diagnostics(w)
+    summary = {**weight_diagnostics(w), "distinct_starts": int(torch.unique(idx).numel())}
+    warn_low_ess(summary, f"HMC init='sir' ({summary['distinct_starts']} distinct starts for {n} chains)", stacklevel=4)
+    return pool[idx], summary
 
 
 class HMCSampler(LatentSampler):
@@ -282,8 +118,8 @@ class HMCSampler(LatentSampler):
     independently of the state, so the chain stays valid and a fixed trajectory length
     cannot resonate with a near-Gaussian target (on N(0, I) in 2-D a fixed L = 10 gave an
     ESS of 1 % of the draws, the jittered one 70 %). During ``burn_in`` iterations ε adapts
-    by :class:`DualAveraging` towards ``target_accept``; afterwards it is frozen and every
-    ``thin``-th state of every chain is kept.
+    by :class:`~genrefine.samplers.adaptation.DualAveraging` towards ``target_accept``;
+    afterwards it is frozen and every ``thin``-th state of every chain is kept.
 
     The step size is shared by all chains and adapted on their mean acceptance probability,
     a nearly noise-free statistic with hundreds of chains, so 50 burn-in iterations suffice;
@@ -305,8 +141,8 @@ class HMCSampler(LatentSampler):
     chains already saturates the cores (per-point cost flat from 1000 to 20000 chains), so
     more chains only add burn-in work; SIR starts are near q, so burn-in only has to tune
     ε; ``n_leapfrog=5`` gave 1.3-6x more ESS per gradient evaluation than 10 or 20 on
-    Gaussians in 2-100 D and 1.5x on a flow + classifier stand-in; thinning discards
-    computed draws without improving estimates per gradient evaluation.
+    Gaussians in 2-100 D and 1.5x on a flow + classifier stand-in;
+    thinning discards computed draws without improving estimates per gradient evaluation.
 
     Args:
         target: the latent target; must be differentiable.
@@ -335,8 +171,8 @@ class HMCSampler(LatentSampler):
 
     Example:
         >>> sampler = HMCSampler(target)
-        >>> z = sampler.sample(200_000)
-        >>> sampler.diagnostics["acceptance_rate"], sampler.diagnostics["ess_min"]
+        >>> z, diagnostics = sampler.run(200_000)
+        >>> diagnostics["acceptance_rate"], diagnostics["ess_min"]
     """
 
     name = "hmc"
@@ -360,35 +196,8 @@ class HMCSampler(LatentSampler):
         progress: bool = True,
     ) -> None:
         super().__init__(target)
-        if not target.differentiable:
-            raise ValueError("HMCSampler: target.differentiable is False; HMC needs ∇ log w(z) (use rejection or SIR)")
-        _check_int(n_leapfrog, "n_leapfrog", 1)
-        if burn_in is not None:
-            _check_int(burn_in, "burn_in", 0)
-        _check_int(thin, "thin", 1)
-        if n_chains is not None:
-            _check_int(n_chains, "n_chains", 1)
-        if sir_pool_size is not None:
-            _check_int(sir_pool_size, "sir_pool_size", 1)
-        if isinstance(step_size, Tensor):
-            if not (torch.isfinite(step_size).all() and (step_size > 0).all()):
-                raise ValueError("step_size must be finite and > 0 for every chain")
-        else:
-            check_positive(step_size, "step_size")
-        if not 0 < target_accept < 1:
-            raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
-        if not 0 <= jitter < 1:
-            raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
-        check_positive(max_energy_error, "max_energy_error")
-        if isinstance(init, Tensor):
-            if init.dim() != 2 or init.shape[1] != target.dim:
-                raise ValueError(f"init: expected starting points of shape (n_chains, {target.dim}), got {tuple(init.shape)}")
-            if n_chains is not None and n_chains != init.shape[0]:
-                raise ValueError(f"init has {init.shape[0]} rows but n_chains={n_chains}")
-        elif init not in ("sir", "prior"):
-            raise ValueError(f"init must be 'sir', 'prior' or a tensor of starting points, got {init!r}")
-        if adapt_chains is not None:
-            _check_int(adapt_chains, "adapt_chains", 1)
+        _check_settings(target, step_size, n_leapfrog, n_chains, burn_in, thin, target_accept, init, jitter,
+                        sir_pool_size, adapt_chains, max_energy_error)
         self.adapt_chains = adapt_chains
         self.step_size = step_size
         self.n_leapfrog = int(n_leapfrog)
@@ -405,7 +214,7 @@ class HMCSampler(LatentSampler):
         self.sir_pool_size = sir_pool_size
         self.max_energy_error = float(max_energy_error)
         self.progress = bool(progress)
-        self._grad = _LogProbGrad(target)
+        self._log_prob_and_grad = partial(log_prob_and_grad, target)
 
     @classmethod
     def paper(cls, target: LatentTarget, **overrides) -> "HMCSampler":
@@ -421,38 +230,29 @@ class HMCSampler(LatentSampler):
     # --- the kernel: init(position) -> state, step(state) -> (state, info) -----------------
 
     def init(self, z: Tensor, step_size: float | Tensor | None = None) -> HMCState:
-        """The state of chains at positions ``z`` ``(n_chains, d)``."""
+        """The state of chains at positions ``z`` ``(n_chains, d)`` (one gradient evaluation)."""
         z = z.detach()
-        grad = self._grad(z)
+        log_prob, grad = self._log_prob_and_grad(z)
         step = self.step_size if step_size is None else step_size
         step = torch.as_tensor(step, dtype=z.dtype, device=z.device).expand(z.shape[0]).clone()
-        return HMCState(z=z, log_prob=self._grad.value, grad=grad, step_size=step)
+        return HMCState(z=z, log_prob=log_prob, grad=grad, step_size=step)
 
-    def step(self, state: HMCState) -> tuple[HMCState, dict]:
-        """One HMC transition of every chain.
-
-        Returns the new state and ``info`` with per-chain tensors ``accept_prob``,
-        ``accepted``, ``divergent`` and ``energy_error`` (``H' - H``).
-        """
+    def step(self, state: HMCState) -> tuple[HMCState, HMCInfo]:
+        """One HMC transition of every chain: the new state and its :class:`HMCInfo`."""
         z0 = state.z
         p0 = torch.randn_like(z0)
-        n_steps = self.n_leapfrog
-        if self.jitter > 0:  # a random trajectory length breaks periodic resonances
-            low = max(1, round(n_steps * (1 - self.jitter)))
-            n_steps = int(torch.randint(low, 2 * n_steps - low + 1, ()))
-        z1, p1, g1 = leapfrog(z0, p0, self._grad, state.step_size, n_steps, grad=state.grad)
-        lp1 = self._grad.value
+        n_steps = self._trajectory_length()
+        z1, p1, lp1, g1 = leapfrog(z0, p0, self._log_prob_and_grad, state.step_size, n_steps, grad=state.grad)
         h0 = -state.log_prob + 0.5 * (p0 * p0).sum(-1)
         h1 = -lp1 + 0.5 * (p1 * p1).sum(-1)
         energy_error = h1 - h0
         # A non-finite energy, position or gradient (w = 0, NaN in the network, blown-up
         # trajectory) or a huge energy error is a divergence: reject, never propagate it.
-        divergent = (
-            ~torch.isfinite(h1)
-            | ~torch.isfinite(z1).all(-1)
-            | ~torch.isfinite(g1).all(-1)
-            | (energy_error > self.max_energy_error)
-        )
+        bad_grad = ~torch.isfinite(g1).all(-1)
+        lost = ~torch.isfinite(z1).all(-1)
+        divergent = ~torch.isfinite(h1) | lost | bad_grad | (energy_error > self.max_energy_error)
+        # w = 0 (log q = -inf) is a legitimate region; NaN, +inf or a bad gradient elsewhere is a fault
+        non_finite = lost | torch.isnan(lp1) | (lp1 == math.inf) | (bad_grad & (lp1 != -math.inf))
         log_accept = torch.where(divergent, torch.full_like(h1, -math.inf), (-energy_error).clamp_max(0.0))
         accepted = torch.log(torch.rand_like(h1)) < log_accept
         keep = accepted.unsqueeze(-1)
@@ -462,21 +262,21 @@ class HMCSampler(LatentSampler):
             grad=torch.where(keep, g1, state.grad),
             step_size=state.step_size,
         )
-        info = {
-            "accept_prob": log_accept.exp(),
-            "accepted": accepted,
-            "divergent": divergent,
-            "energy_error": torch.where(divergent, torch.full_like(h1, math.nan), energy_error),
-        }
+        info = HMCInfo(log_accept.exp(), accepted, divergent, non_finite,
+                       torch.where(divergent, torch.full_like(h1, math.nan), energy_error), n_steps)
         return new, info
+
+    def _trajectory_length(self) -> int:
+        """``n_leapfrog``, or a uniform draw around it: a random length breaks periodic resonances."""
+        if self.jitter <= 0:
+            return self.n_leapfrog
+        low = max(1, round(self.n_leapfrog * (1 - self.jitter)))
+        return int(torch.randint(low, 2 * self.n_leapfrog - low + 1, ()))
 
     # --- the driver ------------------------------------------------------------------------
 
-    def sample(self, n: int) -> Tensor:
-        """``n`` points ``(n, d)`` from q on ``target.device``; fills :attr:`diagnostics`."""
-        _check_int(n, "n", 1)
-        start = time.perf_counter()
-        self._grad.calls = self._grad.points = 0
+    def _draw(self, n: int) -> tuple[Tensor, dict]:
+        """``n`` points ``(n, d)`` from q on ``target.device`` and the diagnostics."""
         default_chains = 1000 if self.target.device.type == "cpu" else 10_000
         n_chains = self.n_chains if self.n_chains is not None else min(n, default_chains)
         if isinstance(self.step_size, Tensor) and self.step_size.dim() > 0 and self.step_size.numel() != n_chains:
@@ -485,90 +285,118 @@ class HMCSampler(LatentSampler):
         z0, init_info = self._starting_points(n_chains)
         # With near-stationary starts (SIR or given points) the burn-in only tunes ε, so it
         # may run on a subset of `adapt_chains` chains; the rest start from their own starts.
-        subset = self.adapt_chains is not None and self.init_method != "prior" and self.adapt_chains < n_chains
-        warm = min(self.adapt_chains, n_chains) if subset else n_chains
-        state = self.init(z0[:warm])
-
+        warm = n_chains
+        if self.adapt_chains is not None and self.init_method != "prior" and self.adapt_chains < n_chains:
+            warm = self.adapt_chains
+        state = _checked_start(self.init(z0[:warm]), "the starting points")
+        calls, points = 1, warm
         if self.adapt_step_size:
-            state.step_size = self._initial_step_size(state)
-            # One shared ε adapted on the mean over chains, a low-noise statistic: a gentler
-            # gain (γ = 0.2) then lands within ~0.05 of target_accept after 50 iterations,
-            # where Stan's γ = 0.05, made for one noisy chain, overshoots by 0.1-0.15.
-            if self.per_chain_step_size and not subset:
-                adapter = DualAveraging(state.step_size, self.target_accept, gamma=0.05)
-            else:
-                adapter = DualAveraging(state.step_size[:1], self.target_accept, gamma=0.2)
+            step, spent = initial_step_size(*state, self._log_prob_and_grad)
+            state = state._replace(step_size=step)
+            calls, points = calls + spent, points + spent * warm
+        kept, run = self._iterate(state, z0, draws, warm)
+        diagnostics = self._diagnostics(kept, run, n_chains, draws)
+        diagnostics["gradient_calls"] = calls + run["gradient_calls"]
+        diagnostics["gradient_evaluations"] = points + run["gradient_evaluations"]
+        if init_info is not None:
+            diagnostics["init_weights"] = init_info
+        return kept.reshape(-1, self.target.dim)[:n], diagnostics
 
+    def _iterate(self, state: HMCState, z0: Tensor, draws: int, warm: int) -> tuple[Tensor, dict]:
+        """The loop: burn-in (with adaptation) on ``warm`` chains, then all ``len(z0)`` chains
+        from their starts with the tuned ε, keeping every ``thin``-th state. Returns the kept
+        draws ``(draws, n_chains, d)`` and the run's tallies."""
+        n_chains = len(z0)
         total = self.burn_in + draws * self.thin
         kept = torch.empty((draws, n_chains, self.target.dim), dtype=z0.dtype, device=z0.device)
-        accept_sum = torch.zeros((), dtype=torch.float64, device=z0.device)
-        accepted_sum = torch.zeros_like(accept_sum)
-        divergent_burn = torch.zeros((), dtype=torch.long, device=z0.device)
-        divergent_kept = torch.zeros_like(divergent_burn)
+        sums = {k: torch.zeros((), dtype=torch.float64, device=z0.device)
+                for k in ("accept", "accepted", "divergent_burn", "divergent_kept", "non_finite")}
+        run = {"gradient_calls": 0, "gradient_evaluations": 0}
+        limit = EXPLODED_SCALES * _prior_scale(self.target.prior, z0)
+        per_chain = self.per_chain_step_size and warm == n_chains  # one ε per chain only without a subset
+        adapter, adapted = self._adaptation(state, per_chain)
+        streak = 0
         bar = tqdm(total=total, desc="HMC", disable=not self.progress, leave=False)
         for it in range(total):
             if it == self.burn_in and warm < n_chains:
-                step_now = state.step_size[:1]
-                state = self.init(torch.cat([state.z, z0[warm:]]))
-                state.step_size = step_now.expand(n_chains).clone()
+                state = _checked_start(self.init(torch.cat([state.z, z0[warm:]]), state.step_size[:1].expand(n_chains)),
+                                       "the chains released after burn-in")
+                run["gradient_calls"] += 1
+                run["gradient_evaluations"] += n_chains
             state, info = self.step(state)
+            run["gradient_calls"] += info.n_steps
+            run["gradient_evaluations"] += info.n_steps * len(state.z)
+            streak = _check_step(it, state, info, limit, streak)
+            sums["non_finite"] += info.non_finite.sum()
             if it < self.burn_in:
-                divergent_burn += info["divergent"].sum()
-                if self.adapt_step_size:
-                    per_chain = self.per_chain_step_size and not subset
-                    accept = info["accept_prob"] if per_chain else info["accept_prob"].mean(0, keepdim=True)
-                    if it == self.burn_in // 2:
-                        adapter.start_window()
-                    step = adapter.update(accept)
-                    if it == self.burn_in - 1:  # freeze ε̄ for the kept draws
-                        step = adapter.final
-                    state.step_size = step.expand(warm).clone()
+                sums["divergent_burn"] += info.divergent.sum()
+                if adapter is not None:
+                    adapted, step = self._adapt(adapter, adapted, info, it, per_chain)
+                    state = state._replace(step_size=step.expand(len(state.z)).clone())
             else:
-                divergent_kept += info["divergent"].sum()
-                accept_sum += info["accept_prob"].double().mean()
-                accepted_sum += info["accepted"].double().mean()
+                sums["divergent_kept"] += info.divergent.sum()
+                sums["accept"] += info.accept_prob.double().mean()
+                sums["accepted"] += info.accepted.double().mean()
                 k = it - self.burn_in
                 if (k + 1) % self.thin == 0:
                     kept[k // self.thin] = state.z
             bar.update(1)
             if self.progress and it % 10 == 0:
-                bar.set_postfix(accept=f"{float(info['accept_prob'].mean()):.2f}", eps=f"{float(state.step_size.mean()):.3g}")
+                bar.set_postfix(accept=f"{float(info.accept_prob.mean()):.2f}",
+                                eps=f"{float(state.step_size.mean()):.3g}")
         bar.close()
+        run.update({k: float(v) for k, v in sums.items()}, step_size=state.step_size)
+        return kept, run
 
-        n_post = total - self.burn_in
-        ess = chain_ess(kept)
-        rhat = split_rhat(kept)
-        step = state.step_size
-        self.diagnostics = {
-            "sampler": self.name,
-            "n": int(n),
+    def _adaptation(self, state: HMCState, per_chain: bool) -> tuple[DualAveraging | None, DualAveragingState | None]:
+        """The step-size adapter and its state, or ``(None, None)`` without adaptation. One
+        shared ε adapted on the mean over chains, a low-noise statistic: a gentler gain
+        (γ = 0.2) then lands within ~0.05 of target_accept after 50 iterations, where Stan's
+        γ = 0.05, made for one noisy chain, overshoots by 0.1-0.15."""
+        if not self.adapt_step_size:
+            return None, None
+        if per_chain:
+            adapter = DualAveraging(self.target_accept, gamma=0.05)
+            return adapter, adapter.init(state.step_size)
+        adapter = DualAveraging(self.target_accept, gamma=0.2)
+        return adapter, adapter.init(state.step_size[:1])
+
+    def _adapt(self, adapter: DualAveraging, adapted: DualAveragingState, info: HMCInfo, it: int,
+               per_chain: bool) -> tuple[DualAveragingState, Tensor]:
+        """One burn-in update of ε from this iteration's acceptance (each chain's, or their
+        mean); ε̄ on the last burn-in iteration."""
+        accept = info.accept_prob if per_chain else info.accept_prob.mean(0, keepdim=True)
+        if it == self.burn_in // 2:
+            adapted = adapter.start_window(adapted)
+        adapted, step = adapter.update(adapted, accept)
+        if it == self.burn_in - 1:  # freeze ε̄ for the kept draws
+            step = adapter.final(adapted)
+        return adapted, step
+
+    def _diagnostics(self, kept: Tensor, run: dict, n_chains: int, draws: int) -> dict:
+        n_post = draws * self.thin
+        ess, rhat, step = chain_ess(kept), split_rhat(kept), run["step_size"]
+        return {
             "n_chains": int(n_chains),
             "draws_per_chain": int(draws),
             "burn_in": self.burn_in,
             "thin": self.thin,
             "n_leapfrog": self.n_leapfrog,
             "init": self.init_method if isinstance(self.init_method, str) else "tensor",
-            "acceptance_rate": float(accepted_sum / n_post),
-            "mean_accept_prob": float(accept_sum / n_post),
+            "acceptance_rate": run["accepted"] / n_post,
+            "mean_accept_prob": run["accept"] / n_post,
             "target_accept": self.target_accept if self.adapt_step_size else None,
             "step_size": {"mean": float(step.mean()), "min": float(step.min()), "max": float(step.max())},
             "jitter": self.jitter,
             "per_chain_step_size": self.per_chain_step_size if self.adapt_step_size else None,
-            "divergences": int(divergent_kept),
-            "divergences_burn_in": int(divergent_burn),
+            "divergences": int(run["divergent_kept"]),
+            "divergences_burn_in": int(run["divergent_burn"]),
+            "non_finite_proposals": int(run["non_finite"]),
             "ess": [float(e) for e in ess],
-            "ess_min": float(ess.min()) if not torch.isnan(ess).all() else math.nan,
-            "ess_mean": float(ess.nanmean()) if not torch.isnan(ess).all() else math.nan,
-            "rhat_max": float(rhat.max()) if not torch.isnan(rhat).all() else math.nan,
-            "gradient_calls": int(self._grad.calls),
-            "gradient_evaluations": int(self._grad.points),
-            "seconds": time.perf_counter() - start,
+            "ess_min": nan_summary(ess, "min"),
+            "ess_mean": nan_summary(ess, "mean"),
+            "rhat_max": nan_summary(rhat, "max"),
         }
-        if init_info is not None:
-            self.diagnostics["init_weights"] = init_info
-        return kept.reshape(-1, self.target.dim)[:n]
-
-    # --- helpers ---------------------------------------------------------------------------
 
     def _starting_points(self, n_chains: int) -> tuple[Tensor, dict | None]:
         target = self.target
@@ -592,24 +420,72 @@ class HMCSampler(LatentSampler):
             "after 100 redraws; check target.log_weight or use init='sir'"
         )
 
-    def _initial_step_size(self, state: HMCState) -> Tensor:
-        """Double or halve ε (all chains together) until one leapfrog step's mean acceptance
-        probability crosses 1/2 (Hoffman & Gelman 2014, Alg. 4, over chains)."""
-        step = state.step_size
-        p = torch.randn_like(state.z)
-        h0 = -state.log_prob + 0.5 * (p * p).sum(-1)
 
-        def mean_accept(eps: Tensor) -> float:
-            _, p1, _ = leapfrog(state.z, p, self._grad, eps, 1, grad=state.grad)
-            dh = -self._grad.value + 0.5 * (p1 * p1).sum(-1) - h0
-            a = torch.where(torch.isfinite(dh), (-dh).clamp_max(0).exp(), torch.zeros_like(dh))
-            return float(a.mean())
+def _check_step(it: int, state: HMCState, info: HMCInfo, limit: float, streak: int) -> int:
+    """Raise ValueError (naming the step) when a chain's state left ``|z| <= limit`` or is not
+    finite, or when the last :data:`FAULT_PROPOSALS` proposals were all non-finite; returns
+    the run of consecutive non-finite proposals. One device sync per step."""
+    worst = state.z.abs().amax()
+    worst = torch.where(torch.isfinite(state.log_prob).all(), worst, torch.full_like(worst, math.nan))
+    worst, all_bad = torch.stack([worst.double(), info.non_finite.all().double()]).tolist()
+    if not worst <= limit:
+        raise ValueError(
+            f"HMC step {it + 1}: the chains reached |z| = {worst:.3g} (or a non-finite state), "
+            f"beyond {EXPLODED_SCALES:g} prior scales ({limit:.3g}): q(z) ∝ p(z) w(z) is not normalisable (w grows faster than the prior falls); "
+            "cap the weights or use rejection or SIR")
+    streak = streak + len(state.z) if all_bad else 0
+    if streak >= FAULT_PROPOSALS:
+        raise ValueError(
+            f"HMC step {it + 1}: log q(z) or its gradient was NaN or +inf at all of the last {streak} proposals "
+            f"({len(state.z)} chains; step size {float(state.step_size.mean()):.3g}); the weight model returns "
+            "non-finite values (check it) or the step size is far too large")
+    return streak
 
-        up = mean_accept(step) > 0.5
-        for _ in range(30):
-            new = step * 2 if up else step / 2
-            if (mean_accept(new) > 0.5) != up:
-                return step if up else new
-            step = new
-        return step
 
+def _checked_start(state: HMCState, what: str) -> HMCState:
+    """``state``, unless ``log q`` or its gradient is not finite at some chain (ValueError)."""
+    bad = ~(torch.isfinite(state.log_prob) & torch.isfinite(state.grad).all(-1))
+    if bool(bad.any()):
+        raise ValueError(f"HMC init: log q(z) or its gradient is NaN or inf at {int(bad.sum())} of {len(bad)} of "
+                         f"{what}; check target.log_weight there")
+    return state
+
+
+def _prior_scale(prior: Distribution, z0: Tensor) -> float:
+    """The prior's largest standard deviation, or the starts' spread when it has none."""
+    try:
+        return float(prior.stddev.max())
+    except (NotImplementedError, AttributeError):
+        spread = z0.std(0).max() if len(z0) > 1 else torch.tensor(1.0)
+        return float(spread) if bool(torch.isfinite(spread)) and float(spread) > 0 else 1.0
+
+
+def _check_settings(target: LatentTarget, step_size, n_leapfrog, n_chains, burn_in, thin, target_accept, init,
+                    jitter, sir_pool_size, adapt_chains, max_energy_error) -> None:
+    """One clear ValueError for the first bad HMC setting."""
+    if not target.differentiable:
+        raise ValueError("HMCSampler: target.differentiable is False; HMC needs ∇ log w(z) (use rejection or SIR)")
+    check_count(n_leapfrog, "n_leapfrog", 1)
+    check_count(thin, "thin", 1)
+    for value, name, minimum in ((burn_in, "burn_in", 0), (n_chains, "n_chains", 1),
+                                 (sir_pool_size, "sir_pool_size", 1), (adapt_chains, "adapt_chains", 1)):
+        if value is not None:
+            check_count(value, name, minimum)
+    if isinstance(step_size, Tensor):
+        if not (torch.isfinite(step_size).all() and (step_size > 0).all()):
+            raise ValueError("step_size must be finite and > 0 for every chain")
+    else:
+        check_positive(step_size, "step_size")
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept}")
+    if not 0 <= jitter < 1:
+        raise ValueError(f"jitter must lie in [0, 1), got {jitter}")
+    check_positive(max_energy_error, "max_energy_error")
+    if isinstance(init, Tensor):
+        if init.dim() != 2 or init.shape[1] != target.dim:
+            raise ValueError(f"init: expected starting points of shape (n_chains, {target.dim}), "
+                             f"got {tuple(init.shape)}")
+        if n_chains is not None and n_chains != init.shape[0]:
+            raise ValueError(f"init has {init.shape[0]} rows but n_chains={n_chains}")
+    elif init not in ("sir", "prior"):
+        raise ValueError(f"init must be 'sir', 'prior' or a tensor of starting points, got {init!r}")

@@ -21,13 +21,11 @@ the two (the paper's default: 10 steps of 0.05).
 
 from __future__ import annotations
 
-import time
-
 import torch
 from torch import Tensor
 
-from genrefine.samplers.base import LatentSampler, LatentTarget
-from genrefine.samplers.rejection import LatentRejectionSampler, _check_int
+from genrefine.samplers.base import LatentSampler, LatentTarget, check_count
+from genrefine.samplers.rejection import LatentRejectionSampler
 from genrefine.validation import check_positive
 
 
@@ -71,7 +69,7 @@ class LatentGradientAscent(LatentSampler):
     def __init__(self, target: LatentTarget, n_steps: int = 10, step_size: float = 0.05, rejection: bool = False,
                  weight_fn=None, project: bool | None = None, batch_size: int = 100_000) -> None:
         super().__init__(target)
-        _check_int(n_steps, "n_steps", minimum=0)
+        check_count(n_steps, "n_steps", minimum=0)
         check_positive(step_size, "step_size")
         if not target.differentiable:
             raise ValueError("latent gradient ascent needs a differentiable weight function")
@@ -86,16 +84,12 @@ class LatentGradientAscent(LatentSampler):
         self.batch_size = int(batch_size)
         self.name = "latentrsga" if rejection else "latentga"
 
-    def sample(self, n: int) -> Tensor:
-        _check_int(n, "n")
-        t0 = time.perf_counter()
-        diag: dict = {"sampler": self.name, "n": int(n), "n_steps": self.n_steps, "step_size": self.step_size,
-                      "project": self.project}
+    def _draw(self, n: int) -> tuple[Tensor, dict]:
+        diag: dict = {"n_steps": self.n_steps, "step_size": self.step_size, "project": self.project}
         if self.rejection:
-            rs = LatentRejectionSampler(self.target, batch_size=self.batch_size)
-            z = rs.sample(n)
-            diag["acceptance_rate"] = rs.diagnostics["acceptance_rate"]
-            diag["exceed_fraction"] = rs.diagnostics["exceed_fraction"]
+            z, rs = LatentRejectionSampler(self.target, batch_size=self.batch_size).run(n)
+            diag["acceptance_rate"] = rs["acceptance_rate"]
+            diag["exceed_fraction"] = rs["exceed_fraction"]
         else:
             z = self.target.prior.sample((int(n),))
         with torch.no_grad():
@@ -104,6 +98,4 @@ class LatentGradientAscent(LatentSampler):
                        for c in z.split(self.batch_size)])
         with torch.no_grad():
             diag["mean_weight_after"] = float(self.weight_fn(z).mean())
-        diag["seconds"] = time.perf_counter() - t0
-        self.diagnostics = diag
-        return z
+        return z, diag

@@ -1,40 +1,185 @@
-"""Rejection sampling of the reweighted latent ``q(z) ∝ p(z) w(z)`` from its prior.
+"""Rejection sampling: the one accept loop, latent rejection from the prior, and the pieces of
+the rejection steps that thin another sampler's output.
 
-Propose ``z ~ p`` and accept with probability ``w(z) / M``; accepted points are exact draws
-from q whenever ``w(z) <= M`` everywhere, and the acceptance rate is ``E_p[w] / M``.
-When no bound is known, ``M`` is estimated as ``safety x`` the largest weight of a pilot
-sample; proposals whose weight exceeds it are accepted with probability 1, which biases
-the sample towards them, so they are counted and reported with a warning.
+Latent rejection (Eq. (3) of the LaSeR paper): propose ``z ~ p`` and accept with probability
+``w(z) / M``; accepted points are exact draws from ``q(z) ∝ p(z) w(z)`` whenever
+``w(z) <= M`` everywhere, and the acceptance rate is ``E_p[w] / M``. When no bound is known,
+``M`` is estimated as ``safety x`` the largest weight of a pilot sample; proposals whose weight
+exceeds it are accepted with probability 1, which biases the sample towards them, so they are
+counted and reported with a warning.
+
+Every rejection-style step (latent rejection, DRS, the refiners' latent step, the data-space
+step) runs :func:`accept_loop`: after its first batch it knows the acceptance rate, so on
+degenerate weights it warns at once with the numbers, and it refuses work beyond its budget
+instead of grinding.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
-import time
 import warnings
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from tqdm.auto import tqdm
 
-from genrefine.samplers.base import LatentSampler, LatentTarget, weight_diagnostics
+from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
+from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
+from genrefine.timing import timed
 from genrefine.validation import check_positive
 
+#: most proposals a rejection step may draw for one call: beyond this a call would run for
+#: hours at any realistic weight cost, so it is refused up front (a lower bound or another
+#: method is the fix, not patience).
+MAX_PROPOSALS = 1_000_000_000
+#: seconds before a rejection loop shows its progress bar (short runs stay quiet)
+PROGRESS_DELAY = 2.0
+#: what to do about a low acceptance rate, said by every warning and refusal
+LOW_ACCEPTANCE_ADVICE = ("lower the bound (a quantile of the weights instead of their maximum), temper the weights "
+                         "(w**t with t < 1), or use another method (SIR, HMC, a refiner)")
 
-def finite_log_weight(target: LatentTarget, z: Tensor) -> Tensor:
-    """``log w(z) = log q(z) - log p(z)`` from ``target.log_prob``, without gradients.
 
-    NaN and ``+inf`` become ``-inf`` (w = 0: such points are never accepted or resampled).
+# --- the accept loop -----------------------------------------------------------------------------
+
+
+class AcceptInfo(NamedTuple):
+    """What one :func:`accept_loop` call did: ``kept`` candidates accepted (may exceed ``n``),
+    ``drawn`` candidates asked of ``draw``, ``rounds`` batches, ``seconds`` spent drawing and thinning,
+    ``probe_rate`` the acceptance of the first batch, ``warned`` whether the low-acceptance
+    warning was given."""
+
+    kept: int
+    drawn: int
+    rounds: int
+    seconds: float
+    probe_rate: float
+    warned: bool
+
+    @property
+    def acceptance(self) -> float:
+        return self.kept / self.drawn if self.drawn else math.nan
+
+
+@torch.no_grad()
+def accept_loop(draw, n: int, rate: float = 1.0, batch_size: int = 32_768, max_rounds: int = 1000,
+                **kwargs) -> tuple[Tensor, ...]:
+    """The kept rows of :func:`accept_loop_with_info` (same arguments)."""
+    return accept_loop_with_info(draw, n, rate, batch_size, max_rounds, **kwargs)[0]
+
+
+@torch.no_grad()
+def accept_loop_with_info(draw, n: int, rate: float = 1.0, batch_size: int = 32_768, max_rounds: int = 1000,
+                          sizes: Callable[[int, int, int], int] | None = None, max_proposals: float = MAX_PROPOSALS,
+                          who: str = "rejection", progress: bool = False) -> tuple[tuple[Tensor, ...], AcceptInfo]:
+    """Draw candidates in batches and keep each with probability ``exp(log_a)`` until ``n`` are kept.
+
+    ``draw(m) -> (log_a, *tensors)`` makes at most ``m`` candidates (fewer when it thins them
+    itself first, as a chain of rejection steps does); the first ``n`` kept rows of every tensor
+    are returned with an :class:`AcceptInfo`. ``sizes(missing, kept, drawn) -> m`` sets each
+    batch; by default batches are sized for an expected acceptance ``rate`` of the ``m`` drawn,
+    at most ``batch_size`` (the refiners use :data:`CANDIDATE_BATCH`; ``draw`` chunks its own
+    networks).
+
+    After every batch the acceptance so far bounds the work still to do: one warning (the
+    acceptance, the proposals and time ``n`` needs, what to do) when it is below
+    :data:`~genrefine.samplers.diagnostics.LOW_ACCEPTANCE`, and a ValueError, before the work,
+    when even an optimistic rate (a 95 % upper bound) needs more than ``max_proposals``
+    candidates or ``max_rounds`` batches. ``who`` names the step in those messages;
+    ``progress`` shows a bar when the loop runs longer than :data:`PROGRESS_DELAY` seconds.
     """
-    return _log_weight_and_non_finite(target, z)[0]
+    n = int(n)
+    sizes = sizes or fixed_rate_batches(rate, batch_size)
+    kept: list[tuple[Tensor, ...]] = []
+    have = drawn = rounds = 0
+    seconds, probe, warned = 0.0, math.nan, False
+    bar = tqdm(total=n, desc=who, unit="sample", disable=not progress, delay=PROGRESS_DELAY, leave=False)
+    try:
+        while have < n:
+            if rounds >= max_rounds:
+                raise ValueError(f"{who}: only {have} of {n} samples accepted after {drawn} proposals in {rounds} "
+                                 f"batches (max_rounds={max_rounds}); raise max_rounds or batch_size, or "
+                                 f"{LOW_ACCEPTANCE_ADVICE}")
+            m = sizes(n - have, have, drawn)
+            part, secs = timed(lambda: thin(*draw(m)))
+            kept.append(part)
+            got = len(part[0])
+            bar.update(min(got, n - have))
+            have, drawn, rounds, seconds = have + got, drawn + m, rounds + 1, seconds + secs
+            probe = have / drawn if rounds == 1 else probe
+            if have < n:
+                budget = (max_proposals, max_rounds, batch_size)
+                warned = _check_work(n, have, drawn, rounds, seconds, budget, who, warned)
+    finally:
+        bar.close()
+    info = AcceptInfo(have, drawn, rounds, seconds, probe, warned)
+    return tuple(torch.cat(parts)[:n] for parts in zip(*kept)), info
+
+
+def fixed_rate_batches(rate: float, batch_size: int) -> Callable[[int, int, int], int]:
+    """Batches sized for a known acceptance ``rate`` (clipped to [1e-3, 1]): the missing count
+    over the rate, +5 %, at least 1024 and at most ``batch_size``."""
+    rate = min(max(rate, 1e-3), 1.0)
+
+    def sizes(missing: int, kept: int, drawn: int) -> int:
+        return min(batch_size, max(1024, int(missing / rate * 1.05) + 64))
+    return sizes
+
+
+def _check_work(n: int, have: int, drawn: int, rounds: int, seconds: float, budget: tuple, who: str,
+                warned: bool) -> bool:
+    """Refuse (ValueError) work beyond ``budget = (max_proposals, max_rounds, batch_size)``; warn
+    once on a low acceptance. Returns whether the warning has been given."""
+    max_proposals, max_rounds, batch_size = budget
+    rate = have / drawn
+    # ~95 % upper bound of a rate seen as `have` of `drawn` (Poisson, 3 when none was kept)
+    upper = min(1.0, (have + 2 * math.sqrt(have) + 3) / drawn)
+    fewest = (n - have) / upper  # further proposals needed even at the optimistic rate
+    if drawn + fewest > max_proposals:
+        raise ValueError(f"{_work_line(n, have, drawn, seconds, upper, who)}; that is more than "
+                         f"max_proposals={max_proposals:.3g}: {LOW_ACCEPTANCE_ADVICE} (or raise max_proposals)")
+    if rounds + math.ceil(fewest / batch_size) > max_rounds:
+        raise ValueError(f"{_work_line(n, have, drawn, seconds, upper, who)}; that is more than "
+                         f"max_rounds={max_rounds} batches of at most {batch_size}: raise max_rounds or batch_size, "
+                         f"or {LOW_ACCEPTANCE_ADVICE}")
+    low = upper < LOW_ACCEPTANCE or (have >= 10 and rate < LOW_ACCEPTANCE)
+    if low and not warned:
+        warnings.warn(f"{_work_line(n, have, drawn, seconds, upper, who)}; {LOW_ACCEPTANCE_ADVICE}", stacklevel=4)
+    return warned or low
+
+
+def _work_line(n: int, have: int, drawn: int, seconds: float, upper: float, who: str) -> str:
+    """``who: acceptance ... (k of m proposals kept): n samples need about N proposals, about T``."""
+    rate, about = (have / drawn, "about") if have else (upper, "at least")
+    total = n / rate
+    per_second = drawn / seconds if seconds > 0 else math.inf
+    shown = f"{rate:.2g}" if have else f"below {upper:.2g}"
+    return (f"{who}: acceptance {shown} ({have} of {drawn} proposals kept): {n} samples need {about} "
+            f"{total:.3g} proposals, {about} {_duration(total / per_second)} at {per_second:.3g} proposals/s")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.2g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 5400 else f"{seconds / 3600:.3g} h"
+
+
+def thin(log_a: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
+    """One round of the accept rule without the loop: the rows of ``tensors`` kept with
+    probability ``exp(log_a)`` (the same draws :func:`accept_loop` makes)."""
+    keep = torch.rand_like(log_a).log() < log_a
+    return tuple(t[keep] for t in tensors)
+
+
+# --- latent rejection from the prior ----------------------------------------------------------
 
 
 class LatentRejectionSampler(LatentSampler):
     """Exact sampling of q by rejection from the prior (Eq. (3) of the LaSeR paper).
 
     Args:
-        target: the latent target; only ``target.log_prob`` is evaluated.
+        target: the latent target; only ``target.log_weight`` is evaluated.
         bound: an upper bound M of w(z); ``None`` uses ``target.bound``, and if that is None
             too, estimates M as ``safety x max w`` over a pilot sample.
         batch_size: most proposals drawn (and weights evaluated) at once.
@@ -43,38 +188,39 @@ class LatentRejectionSampler(LatentSampler):
             pass of the weight model). With a known bound, sampling stops with an error
             once this many proposals all had w = 0.
         safety: factor (>= 1) on the pilot's largest weight.
-        max_rounds: most proposal batches after the pilot before giving up.
+        max_rounds: most proposal batches after the first before giving up.
+        max_proposals: most proposals for one call; a call the first batches show would need
+            more is refused at once (ValueError), and one whose acceptance is below
+            :data:`~genrefine.samplers.diagnostics.LOW_ACCEPTANCE` warns at once.
+        progress: a progress bar for runs longer than a couple of seconds.
 
-    ``diagnostics`` after :meth:`sample`: ``bound``, ``log_bound``, ``bound_estimated``,
-    ``acceptance_rate``, ``exceed_fraction`` (proposals with ``w > M``), ``n_exceeding``,
-    ``non_finite`` (NaN / inf weights, treated as w = 0), ``proposals``, ``rounds``,
-    ``weights`` (:func:`weight_diagnostics` of the first batch) and ``seconds``.
+    ``diagnostics`` after :meth:`sample` (or with :meth:`run`): ``bound``, ``log_bound``,
+    ``bound_estimated``, ``acceptance_rate``, ``acceptance_probe`` (of the first batch),
+    ``low_acceptance`` (whether it warned), ``exceed_fraction`` (proposals with ``w > M``),
+    ``n_exceeding``, ``non_finite`` (NaN / inf weights, treated as w = 0, with a warning),
+    ``proposals``, ``rounds``, ``weights`` (:func:`weight_diagnostics` of the first batch) and
+    ``seconds``.
 
     Example:
         >>> sampler = LatentRejectionSampler(target)
-        >>> z = sampler.sample(100_000)
-        >>> sampler.diagnostics["acceptance_rate"], sampler.diagnostics["exceed_fraction"]
+        >>> z, diagnostics = sampler.run(100_000)
+        >>> diagnostics["acceptance_rate"], diagnostics["exceed_fraction"]
     """
 
     name = "rejection"
 
-    def __init__(
-        self,
-        target: LatentTarget,
-        bound: float | None = None,
-        batch_size: int = 100_000,
-        pilot_size: int = 100_000,
-        safety: float = 1.1,
-        max_rounds: int = 1000,
-    ) -> None:
+    def __init__(self, target: LatentTarget, bound: float | None = None, batch_size: int = 100_000,
+                 pilot_size: int = 100_000, safety: float = 1.1, max_rounds: int = 1000,
+                 max_proposals: float = MAX_PROPOSALS, progress: bool = True) -> None:
         super().__init__(target)
         if bound is not None:
             check_positive(bound, "bound")
         if target.bound is not None:
             check_positive(target.bound, "target.bound")
-        _check_int(batch_size, "batch_size")
-        _check_int(pilot_size, "pilot_size")
-        _check_int(max_rounds, "max_rounds")
+        check_count(batch_size, "batch_size")
+        check_count(pilot_size, "pilot_size")
+        check_count(max_rounds, "max_rounds")
+        check_positive(max_proposals, "max_proposals")
         check_positive(safety, "safety")
         if safety < 1:
             raise ValueError(f"safety must be >= 1 (it multiplies the largest pilot weight), got {safety}")
@@ -83,88 +229,93 @@ class LatentRejectionSampler(LatentSampler):
         self.pilot_size = int(pilot_size)
         self.safety = float(safety)
         self.max_rounds = int(max_rounds)
+        self.max_proposals = float(max_proposals)
+        self.progress = bool(progress)
 
-    def sample(self, n: int) -> Tensor:
-        """``n`` exact (up to the bound) draws from q, shape ``(n, d)`` on ``target.device``."""
-        _check_int(n, "n")
-        start = time.perf_counter()
-        prior = self.target.prior
+    def _draw(self, n: int) -> tuple[Tensor, dict]:
         bound = self.bound if self.bound is not None else self.target.bound
-        estimated = bound is None
-
         # The first batch is the pilot (bound unknown) or a batch sized for n (bound known).
-        z = prior.sample((self.pilot_size if estimated else min(self.batch_size, max(2 * n, 4096)),))
-        log_w, bad = _log_weight_and_non_finite(self.target, z)
-        first_batch = weight_diagnostics(log_w.double().exp())
-        if estimated:
-            self._check_some_positive(log_w, len(z))
-            log_bound = float(log_w.max()) + math.log(self.safety)
-        else:
-            log_bound = math.log(bound)
-
-        accepted: list[Tensor] = []
-        n_accepted = proposals = n_exceeding = non_finite = rounds = 0
-        some_positive = False
-        while True:
-            non_finite += bad
-            # log U < log w - log M  <=>  U < w / M; w = 0 (log w = -inf) never passes.
-            ratio = log_w - log_bound
-            keep = torch.log(torch.rand_like(ratio)) < ratio
-            n_exceeding += int((ratio > 0).sum())
-            proposals += len(z)
-            accepted.append(z[keep])
-            n_accepted += int(keep.sum())
-            if n_accepted >= n:
-                break
-            if not some_positive:  # give up once a pilot's worth of proposals all had w = 0
-                some_positive = bool(torch.isfinite(log_w).any())
-                if not some_positive and proposals >= self.pilot_size:
-                    self._check_some_positive(log_w, proposals)
-            if rounds == self.max_rounds:
-                raise ValueError(
-                    f"rejection: only {n_accepted} of {n} samples accepted after {proposals} proposals "
-                    f"(max_rounds={self.max_rounds}, acceptance rate {n_accepted / proposals:.3g}); "
-                    "raise max_rounds or batch_size, or pass a tighter bound"
-                )
-            rounds += 1
-            rate = n_accepted / proposals
-            # size the next batch for what is still missing (+20 %), within batch_size
-            want = self.batch_size if rate == 0 else math.ceil(1.2 * (n - n_accepted) / rate) + 64
-            z = prior.sample((min(self.batch_size, want),))
-            log_w, bad = _log_weight_and_non_finite(self.target, z)
-
-        exceed_fraction = n_exceeding / proposals
-        self.diagnostics = {
-            "sampler": self.name,
-            "n": int(n),
+        first = self.pilot_size if bound is None else min(self.batch_size, max(2 * n, 4096))
+        score = _BoundedWeights(self.target, bound, self.safety, self.pilot_size)
+        (z,), info = accept_loop_with_info(
+            proposals(self.target.prior, score), n, sizes=_running_rate_batches(first, self.batch_size),
+            batch_size=self.batch_size, max_rounds=self.max_rounds + 1, max_proposals=self.max_proposals,
+            who=self.name, progress=self.progress)
+        warn_non_finite(score.non_finite, info.drawn, self.name, stacklevel=4)
+        log_bound = score.log_bound
+        diagnostics = {
             "bound": math.exp(log_bound) if log_bound < 700 else math.inf,
             "log_bound": log_bound,
-            "bound_estimated": estimated,
-            "acceptance_rate": n_accepted / proposals,
-            "exceed_fraction": exceed_fraction,
-            "n_exceeding": n_exceeding,
-            "non_finite": non_finite,
-            "proposals": proposals,
-            "rounds": rounds,
-            "weights": first_batch,
-            "seconds": time.perf_counter() - start,
+            "bound_estimated": bound is None,
+            "acceptance_rate": info.acceptance,
+            "acceptance_probe": info.probe_rate,
+            "low_acceptance": info.warned,
+            "exceed_fraction": score.exceeding / info.drawn,
+            "n_exceeding": score.exceeding,
+            "non_finite": score.non_finite,
+            "proposals": info.drawn,
+            "rounds": info.rounds - 1,
+            "weights": score.first,
         }
-        if n_exceeding:
+        if score.exceeding:
             warnings.warn(
-                f"rejection: {n_exceeding} of {proposals} proposals ({exceed_fraction:.2e}) had w(z) above the "
-                f"bound M = {self.diagnostics['bound']:.4g}; they were accepted with probability 1, which biases "
+                f"rejection: {score.exceeding} of {info.drawn} proposals ({score.exceeding / info.drawn:.2e}) had w(z) "
+                f"above the bound M = {diagnostics['bound']:.4g}; they were accepted with probability 1, which biases "
                 "the samples towards them (pass a larger bound or safety)",
-                stacklevel=2,
+                stacklevel=3,
             )
-        return torch.cat(accepted)[:n]
+        return z, diagnostics
 
-    @staticmethod
-    def _check_some_positive(log_w: Tensor, n_seen: int) -> None:
-        if not torch.isfinite(log_w).any():
-            raise ValueError(
-                f"rejection: all {n_seen} weights drawn are zero or non-finite; "
-                "check target.log_weight (is the weight model trained and on the right device?)"
-            )
+
+class _BoundedWeights:
+    """The latent rejection step's ``score``: ``log w(z) - log M`` for :func:`proposals`, with
+    M fixed or estimated from the first batch, and the tallies its diagnostics report
+    (proposals above M, non-finite weights, the first batch's weight summary)."""
+
+    def __init__(self, target: LatentTarget, bound: float | None, safety: float, pilot_size: int) -> None:
+        self.target, self.safety, self.pilot_size = target, safety, pilot_size
+        self.log_bound = None if bound is None else math.log(bound)
+        self.first: dict | None = None
+        self.proposals = self.exceeding = self.non_finite = 0
+        self.some_positive = False
+
+    def __call__(self, z: Tensor) -> tuple[Tensor]:
+        log_w, bad = _log_weight_and_non_finite(self.target, z)
+        self.non_finite += bad
+        self.proposals += len(z)
+        if self.first is None:
+            self.first = weight_diagnostics(log_w.double().exp())
+            if self.log_bound is None:
+                _check_some_positive(log_w, len(z))
+                self.log_bound = float(log_w.max()) + math.log(self.safety)
+        # with a known bound, give up once a pilot's worth of proposals all had w = 0
+        self.some_positive = self.some_positive or bool(torch.isfinite(log_w).any())
+        if not self.some_positive and self.proposals >= self.pilot_size:
+            _check_some_positive(log_w, self.proposals)
+        # log U < log w - log M  <=>  U < w / M; w = 0 (log w = -inf) never passes.
+        ratio = log_w - self.log_bound
+        self.exceeding += int((ratio > 0).sum())
+        return (ratio,)
+
+
+def _running_rate_batches(first: int, batch_size: int) -> Callable[[int, int, int], int]:
+    """Latent rejection's batches: ``first``, then the missing count over the acceptance so far,
+    +20 %, at most ``batch_size`` (the whole ``batch_size`` while nothing was accepted)."""
+
+    def sizes(missing: int, kept: int, drawn: int) -> int:
+        if not drawn:
+            return first
+        rate = kept / drawn
+        return min(batch_size, batch_size if rate == 0 else math.ceil(1.2 * missing / rate) + 64)
+    return sizes
+
+
+def _check_some_positive(log_w: Tensor, n_seen: int) -> None:
+    if not torch.isfinite(log_w).any():
+        raise ValueError(
+            f"rejection: all {n_seen} weights drawn are zero or non-finite; "
+            "check target.log_weight (is the weight model trained and on the right device?)"
+        )
 
 
 # --- rejection steps that thin another sampler's output (the refiners' latent step, the refined
@@ -204,7 +355,7 @@ class RejectionPrior(Distribution):
         """Accepted proposals, drawn in vectorised batches (:func:`accept_loop`)."""
         shape = torch.Size(sample_shape)
         (y,) = accept_loop(proposals(self.proposal, lambda v: (self.log_accept(v),)), shape.numel(),
-                           math.exp(self.log_z))
+                           math.exp(self.log_z), who="rejection prior")
         return y.reshape(*shape, *self.event_shape)
 
     def log_prob(self, y: Tensor) -> Tensor:
@@ -213,32 +364,6 @@ class RejectionPrior(Distribution):
     def log_ratio(self, y: Tensor) -> Tensor:
         """``log`` of this density over the proposal's: ``log a(y) - log Z`` (an importance weight)."""
         return self.log_accept(y) - self.log_z
-
-
-@torch.no_grad()
-def accept_loop(draw, n: int, rate: float, batch_size: int = 32_768, max_rounds: int = 1000) -> tuple[Tensor, ...]:
-    """Draw candidates in batches and keep each with probability ``exp(log_a)`` until ``n`` are kept.
-
-    ``draw(m) -> (log_a, *tensors)`` makes at most ``m`` candidates (fewer when it thins them
-    itself first, as a chain of rejection steps does); the kept rows of every tensor are
-    returned. ``rate`` (the expected acceptance of the ``m`` drawn) sizes the batches of at most
-    ``batch_size`` candidates; ``draw`` chunks its own networks (the refiners use
-    :data:`CANDIDATE_BATCH` and :data:`SMALL_NET_CHUNK`).
-    """
-    n = int(n)
-    kept: list[tuple[Tensor, ...]] = []
-    have, rounds = 0, 0
-    rate = min(max(rate, 1e-3), 1.0)
-    while have < n:
-        if rounds >= max_rounds:
-            raise RuntimeError(f"rejection stopped after {rounds} batches with {have} of {n} points accepted")
-        m = min(batch_size, max(1024, int((n - have) / rate * 1.05) + 64))
-        log_a, *tensors = draw(m)
-        keep = torch.rand(len(log_a), device=log_a.device).log() < log_a
-        kept.append(tuple(t[keep] for t in tensors))
-        have += int(keep.sum())
-        rounds += 1
-    return tuple(torch.cat(parts)[:n] for parts in zip(*kept))
 
 
 def proposals(proposal: Distribution, score):
@@ -282,6 +407,14 @@ def quantile_bound(scores: Tensor, quantile: float, what: str, min_acceptance: f
     return bound, acc
 
 
+def finite_log_weight(target: LatentTarget, z: Tensor) -> Tensor:
+    """``log w(z)`` from ``target.log_weight``, without gradients.
+
+    NaN and ``+inf`` become ``-inf`` (w = 0: such points are never accepted or resampled).
+    """
+    return _log_weight_and_non_finite(target, z)[0]
+
+
 def _log_weight_and_non_finite(target: LatentTarget, z: Tensor) -> tuple[Tensor, int]:
     """``log w(z)`` with NaN / +inf replaced by -inf, and how many were replaced."""
     raw = _raw_log_weight(target, z)
@@ -296,6 +429,5 @@ def _raw_log_weight(target: LatentTarget, z: Tensor) -> Tensor:
         return target.log_weight(z)
 
 
-def _check_int(value, name: str, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+#: the shared count check under its former name (other modules import it from here)
+_check_int = check_count
