@@ -7,6 +7,8 @@ import torch
 from genrefine.samplers.base import weight_diagnostics
 from genrefine.weights import DensityRatioClassifier
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.mark.parametrize("n_data,n_gen", [(30_000, 20_000), (15_000, 30_000)])
 def test_classifier_recovers_gaussian_density_ratio(n_data, n_gen):

@@ -10,11 +10,41 @@ import numpy as np
 import torch
 
 
-def check_array(x, name: str = "data", ndim: int = 2, min_rows: int = 1, dim: int | None = None) -> np.ndarray:
+def check_data_shape(data_shape, name: str = "data_shape") -> tuple[int, ...]:
+    """``data_shape`` as a tuple of positive ints: ``(D,)`` for tabular rows, ``(C, H, W)`` for
+    images; ``(H, W)`` becomes ``(1, H, W)`` (one channel)."""
+    try:
+        items = list(data_shape)
+        ok = all(not isinstance(s, bool) and int(s) == s and int(s) >= 1 for s in items)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or len(items) not in (1, 2, 3):
+        raise ValueError(f"{name}: expected (D,), (H, W) or (C, H, W) of positive integers, got {data_shape!r}")
+    shape = tuple(int(s) for s in items)
+    return (1,) + shape if len(shape) == 2 else shape
+
+
+def _row_shape_error(name: str, data_shape: tuple[int, ...], got: tuple[int, ...]) -> str:
+    want = int(np.prod(data_shape))
+    image = (1,) + got if len(got) == 2 else got
+    if len(data_shape) == 3 and len(image) == 3 and image[1:] == data_shape[1:]:
+        return f"{name}: expected {data_shape[0]} channel(s) per image, got {image[0]} (rows of shape {got})"
+    if len(data_shape) == 3 and len(image) == 3:
+        return f"{name}: expected images of {data_shape[1]}x{data_shape[2]} pixels, got rows of shape {got}"
+    return f"{name}: expected rows of shape {data_shape} ({want} values), got rows of shape {got}"
+
+
+def check_array(x, name: str = "data", ndim: int = 2, min_rows: int = 1, dim: int | None = None,
+                data_shape=None) -> np.ndarray:
     """Return ``x`` as a finite float array of shape ``(n, d)`` (``ndim=2``) or ``(n,)``.
 
+    With ``data_shape`` (``(D,)`` or ``(C, H, W)``; ``(H, W)`` means one channel) the rows may
+    come in that shape, e.g. ``(n, C, H, W)``, ``(n, H, W)`` for one channel, or already flat
+    ``(n, C*H*W)``; the result is always flat ``(n, prod(data_shape))`` (C order).
+
     Raises ValueError for non-numeric dtypes, the wrong number of dimensions, fewer than
-    ``min_rows`` rows, a feature dimension other than ``dim``, or NaN / inf entries.
+    ``min_rows`` rows, a feature dimension other than ``dim``, rows of another shape (image
+    size or channel count) than ``data_shape``, or NaN / inf entries.
     """
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
@@ -26,6 +56,16 @@ def check_array(x, name: str = "data", ndim: int = 2, min_rows: int = 1, dim: in
         raise ValueError(f"{name}: expected numbers, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"{name}: complex values are not supported")
+    if data_shape is not None:
+        shape = check_data_shape(data_shape)
+        rows = tuple(arr.shape[1:])
+        flat = (int(np.prod(shape)),)
+        if arr.ndim < 2:
+            raise ValueError(f"{name}: expected an array of rows of shape {shape}, got shape {arr.shape}")
+        if rows not in (shape, flat) and not (len(shape) == 3 and shape[0] == 1 and rows == shape[1:]):
+            raise ValueError(_row_shape_error(name, shape, rows))
+        arr = arr.reshape(len(arr), -1) if arr.shape[0] > 0 else arr.reshape(0, flat[0])
+        dim = flat[0] if dim is None else dim
     if arr.ndim != ndim:
         want = "(n_samples, n_features)" if ndim == 2 else "(n_samples,)"
         raise ValueError(f"{name}: expected a {ndim}-D array of shape {want}, got shape {arr.shape}")

@@ -1,6 +1,9 @@
 """Loading a user's data file with validation: ``.npy``, ``.npz`` (first array or ``key``),
-``.csv`` / ``.txt`` with or without a header row. Every failure is one ValueError line
-naming the file and the problem."""
+``.csv`` / ``.txt`` with or without a header row (2-D only), and IDX files (MNIST's
+``*-idx3-ubyte``, plain or ``.gz``; :mod:`genrefine.data.idx`). Rows may be vectors
+``(n, D)``, one-channel images ``(n, H, W)`` or images ``(n, C, H, W)``; :func:`to_flat` turns
+any of them into the package's flat ``(n, D)`` float32 rows plus their ``data_shape``.
+Every failure is one ValueError line naming the file and the problem."""
 
 from __future__ import annotations
 
@@ -11,7 +14,10 @@ import zipfile
 
 import numpy as np
 
-from genrefine.validation import check_array
+from genrefine.data.idx import is_idx_path, read_idx
+from genrefine.validation import check_array, check_data_shape
+
+_CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: what a channels-last last axis may hold
 
 
 def _read_csv(path: str) -> np.ndarray:
@@ -51,35 +57,49 @@ def _read_csv(path: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64)
 
 
+def _read(name: str, ext: str, key: str | None) -> np.ndarray:
+    if is_idx_path(name):
+        return read_idx(name)
+    if ext == ".npy":
+        return np.load(name, allow_pickle=False)
+    if ext == ".npz":
+        with np.load(name, allow_pickle=False) as npz:
+            keys = list(npz.keys())
+            if not keys:
+                raise ValueError("the archive holds no arrays")
+            if key is not None and key not in keys:
+                raise ValueError(f"no array named '{key}' (arrays: {', '.join(keys)})")
+            return npz[key if key is not None else keys[0]]
+    if ext in (".csv", ".txt", ".tsv"):
+        return _read_csv(name)
+    raise ValueError(f"unsupported extension '{ext}'; use .npy, .npz, .csv or an IDX file (*-idx3-ubyte[.gz])")
+
+
 def load_array(path: str, key: str | None = None) -> np.ndarray:
-    """Read ``path`` into a validated finite float32 array of shape ``(n, d)``.
+    """Read ``path`` into a validated finite float32 array of shape ``(n, D)``, ``(n, H, W)`` or
+    ``(n, C, H, W)``.
+
+    uint8 sources (MNIST's IDX files, 8-bit images saved with numpy) are image intensities and
+    come back divided by 255, i.e. in [0, 1]; every other type keeps its values. A 4-D array
+    whose last axis holds 1, 3 or 4 entries and whose second does not is channels-last
+    ``(n, H, W, C)`` and is transposed to ``(n, C, H, W)``.
 
     Raises ValueError ("<path>: <problem>") for a missing or unreadable file, an unknown
-    extension, a missing ``key``, non-numeric entries, NaN/inf, or a shape other than 2-D.
+    extension, a missing ``key``, a corrupt or truncated IDX file, non-numeric entries, NaN/inf,
+    fewer than 2 rows, or a shape other than 2-D to 4-D.
     """
     name = os.fspath(path)
     if not os.path.exists(name):
         raise ValueError(f"{name}: no such file")
     if os.path.isdir(name):
-        raise ValueError(f"{name}: is a directory, expected a .npy, .npz or .csv file")
+        raise ValueError(f"{name}: is a directory, expected a .npy, .npz, .csv or IDX file")
     ext = os.path.splitext(name)[1].lower()
     try:
-        if ext == ".npy":
-            arr = np.load(name, allow_pickle=False)
-        elif ext == ".npz":
-            with np.load(name, allow_pickle=False) as npz:
-                keys = list(npz.keys())
-                if not keys:
-                    raise ValueError("the archive holds no arrays")
-                if key is not None and key not in keys:
-                    raise ValueError(f"no array named '{key}' (arrays: {', '.join(keys)})")
-                arr = npz[key if key is not None else keys[0]]
-        elif ext in (".csv", ".txt", ".tsv"):
-            arr = _read_csv(name)
-        else:
-            raise ValueError(f"unsupported extension '{ext}'; use .npy, .npz or .csv")
+        arr = _read(name, ext, key)
     except ValueError as exc:
         msg = str(exc)
+        if msg.startswith(name + ": "):  # read_idx names the file already
+            raise ValueError(msg) from None
         if "allow_pickle" in msg or "Object arrays" in msg:
             msg = "holds Python objects (pickled data is never loaded); save a numeric array"
         elif "cannot reshape" in msg or "header" in msg.lower() or "magic" in msg.lower():
@@ -87,4 +107,35 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
         raise ValueError(f"{name}: {msg}") from None
     except (OSError, EOFError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise ValueError(f"{name}: cannot be read as a {ext} file ({type(exc).__name__}: {exc})") from None
-    return check_array(arr, name=name, ndim=2, min_rows=2).astype(np.float32)
+    return _as_rows(arr, name)
+
+
+def _as_rows(arr, name: str) -> np.ndarray:
+    """A validated float32 array of 2-D to 4-D rows; uint8 scaled to [0, 1]."""
+    arr = np.asarray(arr)
+    if not 2 <= arr.ndim <= 4:
+        raise ValueError(f"{name}: expected a 2-D to 4-D array ((n, D), (n, H, W) or (n, C, H, W)), "
+                         f"got shape {arr.shape}")
+    if arr.ndim == 4 and arr.shape[-1] in _CHANNELS and arr.shape[1] not in _CHANNELS:
+        arr = arr.transpose(0, 3, 1, 2)
+    scale = 255.0 if arr.dtype == np.uint8 else None
+    flat = check_array(arr.reshape(arr.shape[0], int(np.prod(arr.shape[1:]))), name=name, ndim=2, min_rows=2)
+    flat = flat.astype(np.float32) / np.float32(scale) if scale else flat.astype(np.float32, copy=False)
+    return flat.reshape(arr.shape)
+
+
+def to_flat(arr, data_shape=None, name: str = "data") -> tuple[np.ndarray, tuple[int, ...]]:
+    """Flat float32 rows ``(n, D)`` and their ``data_shape`` from rows of any supported shape.
+
+    ``(n, D)`` gives ``(D,)``, ``(n, H, W)`` gives ``(1, H, W)``, ``(n, C, H, W)`` gives
+    ``(C, H, W)``. With ``data_shape`` (what the caller expects) the rows must have that shape
+    or be flat rows of its size; a wrong image size or channel count is a ValueError line.
+    """
+    a = np.asarray(arr) if not hasattr(arr, "detach") else arr.detach().cpu().numpy()
+    if data_shape is None:
+        if not 2 <= a.ndim <= 4:
+            raise ValueError(f"{name}: expected a 2-D to 4-D array ((n, D), (n, H, W) or (n, C, H, W)), "
+                             f"got shape {a.shape}")
+        data_shape = a.shape[1:]
+    shape = check_data_shape(data_shape)
+    return check_array(a, name=name, min_rows=1, data_shape=shape).astype(np.float32, copy=False), shape

@@ -5,6 +5,24 @@ generated samples satisfies ``f/(1-f) = (n_data p_data(x)) / (n_gen p_g(x))`` at
 
     w(x) = f(x) / (1 - f(x)) · n_gen / n_data = exp(logit f(x)) · n_gen / n_data ≈ p_data(x) / p_g(x).
 
+Weights are always formed in log space, ``log w = logit f + log(n_gen / n_data)``, and
+:meth:`RatioClassifier.weight` returns ``exp(min(log w, LOG_WEIGHT_CLIP))`` in float32: finite
+for any finite input, however separable the two samples are.
+
+Fitting holds out ``val_fraction`` of each class (seeded, stratified), stops when the held-out
+BCE has not improved for ``patience`` epochs and restores the best epoch's weights. It then
+reports in ``diagnostics_`` how far the weights can be trusted, on the held-out rows:
+
+- ``auc``: ROC AUC of real vs generated; 0.5 means indistinguishable, 1 perfectly separable.
+- ``mean_weight``: the mean of ``w`` over generated points. ``E_{p_g}[p_data / p_g] = 1``, and
+  the ``n_gen / n_data`` factor in ``w`` already accounts for unequal class sizes, so a
+  calibrated classifier gives about 1 whatever the class ratio.
+- ``ess_fraction``: ``(Σ w)² / (n Σ w²)`` over generated points (1: uniform weights).
+
+The weights are ``degenerate`` when AUC > ``DEGENERATE_AUC``, or ESS fraction <
+``DEGENERATE_ESS``, or the mean weight lies outside ``[1 / DEGENERATE_MEAN_FACTOR,
+DEGENERATE_MEAN_FACTOR]``; a :class:`DegenerateWeightsWarning` then names the numbers.
+
 For a deterministic generator, ``w(z) = w(g(z))`` is a proper function of the latent point and
 ``q(z) ∝ p(z) w(z)`` is the latent density whose push-forward through ``g`` is the reweighted
 data density.
@@ -13,84 +31,333 @@ data density.
 from __future__ import annotations
 
 import math
+import time
+import warnings
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from genrefine.generators.base import Generator
-from genrefine.samplers.base import LatentTarget
+from genrefine.metrics.c2st import roc_auc
 from genrefine.nn import mlp
+from genrefine.samplers.base import LatentTarget
 from genrefine.training import train_loop
-from genrefine.validation import check_array
+from genrefine.validation import check_array, check_data_shape, check_positive
+from genrefine.weights.conv import ConvNet
+
+# exp(50) ≈ 5e21: far above any weight worth sampling, and up to 1e16 such weights still sum
+# to less than float32's largest number (3.4e38)
+LOG_WEIGHT_CLIP = 50.0
+# degenerate weights: the rule is any one of these on the held-out rows
+DEGENERATE_AUC = 0.99          # samples this separable give weights near 0 or ∞
+DEGENERATE_ESS = 0.01          # fewer than 1 in 100 generated points carry the weight
+DEGENERATE_MEAN_FACTOR = 2.0   # mean w over generated points off 1 by more than a factor 2
 
 
-class DensityRatioClassifier(nn.Module):
-    """MLP classifier data-vs-generated whose odds estimate the density ratio p_data / p_g.
+class DegenerateWeightsWarning(UserWarning):
+    """The classifier's weights cannot be trusted (see the module docstring for the rule)."""
 
-    Defaults are the LaSeR post-hoc classifier (8 hidden layers x 96, leaky ReLU, BCE, Adam 1e-3,
-    lr x 0.999 per epoch). Inputs are standardised with the statistics of the training set.
 
-    Example:
-        >>> clf = DensityRatioClassifier(2).fit(x_data, x_gen, epochs=50)
-        >>> w = clf.weight(x_gen)            # ≈ p_data / p_g at x_gen, mean ≈ 1
+class _EarlyStop(Exception):
+    """Raised from the epoch callback to leave :func:`train_loop` when patience runs out."""
+
+
+@dataclass(frozen=True)
+class ClassifierDiagnostics:
+    """What a fitted classifier says about its own weights (``on``: the rows measured)."""
+
+    on: str
+    n_data: int
+    n_generated: int
+    bce: float
+    auc: float
+    mean_weight: float
+    ess_fraction: float
+    best_epoch: int | None
+    epochs_run: int
+    degenerate: bool
+    reason: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def degeneracy(auc: float, mean_weight: float, ess_fraction: float) -> str:
+    """The reasons (``"; "``-joined, empty when none) why weights with these numbers are degenerate."""
+    reasons = []
+    if auc > DEGENERATE_AUC:
+        reasons.append(f"AUC {auc:.4f} > {DEGENERATE_AUC} (real and generated samples almost perfectly separable)")
+    if ess_fraction < DEGENERATE_ESS:
+        reasons.append(f"ESS fraction {ess_fraction:.3g} < {DEGENERATE_ESS}")
+    if not 1 / DEGENERATE_MEAN_FACTOR <= mean_weight <= DEGENERATE_MEAN_FACTOR:
+        reasons.append(f"mean weight on generated points {mean_weight:.3g} outside "
+                       f"[{1 / DEGENERATE_MEAN_FACTOR:g}, {DEGENERATE_MEAN_FACTOR:g}]")
+    return "; ".join(reasons)
+
+
+def stratified_split(n_data: int, n_gen: int, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Seeded held-out rows of each class: ``(train_data, val_data, train_gen, val_gen)`` indices.
+
+    Each class holds out ``round(fraction · n)`` rows, at least one and leaving at least one,
+    (none when ``fraction`` is 0); a numpy generator of its own, so torch's stream is untouched.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in (n_data, n_gen):
+        k = 0 if fraction <= 0 else min(n - 1, max(1, round(fraction * n)))
+        perm = rng.permutation(n)
+        out += [np.sort(perm[k:]), np.sort(perm[:k])]
+    return tuple(out)
+
+
+class RatioClassifier(nn.Module):
+    """A data-vs-generated classifier whose odds are the density ratio ``p_data / p_g``.
+
+    Subclasses set ``self.net`` (flat standardised rows -> ``(n, 1)`` logits) and may override
+    :meth:`_standardisation`; fitting, weights and diagnostics are shared.
     """
 
-    def __init__(self, dim: int, hidden: int = 96, layers: int = 8) -> None:
+    eval_batch = 100_000  # rows per forward pass when no gradient is needed
+
+    def __init__(self, data_shape, val_fraction: float = 0.1, patience: int = 10, seed: int = 0) -> None:
         super().__init__()
-        self.dim, self.hidden, self.layers = int(dim), int(hidden), int(layers)
-        self.net = mlp(self.dim, 1, self.hidden, self.layers)
+        self.data_shape = check_data_shape(data_shape)
+        self.dim = int(np.prod(self.data_shape))
+        try:
+            ok = not isinstance(val_fraction, bool) and 0.0 <= float(val_fraction) <= 0.5
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(f"val_fraction must be a number in [0, 0.5], got {val_fraction!r}")
+        if isinstance(patience, bool) or int(patience) != patience or int(patience) < 1:
+            raise ValueError(f"patience must be an integer >= 1, got {patience!r}")
+        self.val_fraction, self.patience, self.seed = float(val_fraction), int(patience), int(seed)
         self.register_buffer("loc", torch.zeros(self.dim))
         self.register_buffer("scale", torch.ones(self.dim))
         self.register_buffer("log_class_ratio", torch.zeros(()))  # log(n_gen / n_data)
-        # largest log w seen on the training samples: beyond them the classifier extrapolates
+        # largest log w seen on the fitted samples: beyond them the classifier extrapolates
         self.register_buffer("log_weight_max", torch.tensor(float("inf")))
+
+    def _standardisation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-feature mean and standard deviation of the training rows."""
+        return x.mean(0), x.std(0).clamp_min(1e-6)
 
     def logit(self, x: Tensor) -> Tensor:
         """``logit f(x)``, shape ``(n,)``."""
         return self.net((x - self.loc) / self.scale).squeeze(-1)
 
     def log_weight(self, x: Tensor) -> Tensor:
-        """``log w(x) = logit f(x) + log(n_gen / n_data)``."""
+        """``log w(x) = logit f(x) + log(n_gen / n_data)`` (unclipped, differentiable)."""
         return self.logit(x) + self.log_class_ratio
 
     @torch.no_grad()
-    def weight(self, x: Tensor, batch_size: int = 100_000) -> Tensor:
-        """``w(x)`` in chunks, no gradients."""
+    def _logits(self, x: Tensor) -> Tensor:
+        return torch.cat([self.logit(c) for c in x.split(self.eval_batch)])
+
+    @torch.no_grad()
+    def weight(self, x: Tensor, batch_size: int | None = None) -> Tensor:
+        """``w(x) = exp(min(log w(x), LOG_WEIGHT_CLIP))`` in float32, in chunks, no gradients."""
         x = torch.as_tensor(x, dtype=torch.float32, device=self.loc.device)
-        return torch.cat([self.log_weight(c).exp() for c in x.split(batch_size)])
+        b = int(batch_size or self.eval_batch)
+        return torch.cat([self.log_weight(c).clamp(max=LOG_WEIGHT_CLIP).exp() for c in x.split(b)])
+
+    def _rows(self, x, name: str, min_rows: int = 2) -> Tensor:
+        images = self.data_shape if len(self.data_shape) > 1 else None
+        arr = check_array(x, name=name, dim=self.dim, min_rows=min_rows, data_shape=images)
+        return torch.as_tensor(arr, device=self.loc.device).float()
 
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
-            weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None) -> "DensityRatioClassifier":
-        """Train with BCE: label 1 for ``data``, 0 for ``generated`` (both ``(n, dim)``)."""
-        dev = self.loc.device
-        xd = torch.as_tensor(check_array(data, name="data", dim=self.dim, min_rows=2), device=dev)
-        xg = torch.as_tensor(check_array(generated, name="generated samples", dim=self.dim, min_rows=2), device=dev)
-        x = torch.cat([xd, xg]).float()
-        y = torch.cat([torch.ones(len(xd), device=dev), torch.zeros(len(xg), device=dev)])
-        self.loc.copy_(x.mean(0))
-        self.scale.copy_(x.std(0).clamp_min(1e-6))
-        self.log_class_ratio.fill_(math.log(len(xg) / len(xd)))
+            weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None) -> "RatioClassifier":
+        """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
+
+        ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
+        diagnostics measured on the training rows); ``history_`` has the training and held-out
+        BCE of each epoch, ``diagnostics_`` the checks of the module docstring.
+        """
+        for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(v, bool) or int(v) != v or int(v) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        check_positive(lr, "lr")
+        if not (np.isfinite(gamma) and 0 < gamma <= 1):
+            raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
+        xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
+        td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
+                          stratified_split(len(xd), len(xg), self.val_fraction, self.seed))
+        x = torch.cat([xd[td], xg[tg]])
+        y = torch.cat([torch.ones(len(td), device=x.device), torch.zeros(len(tg), device=x.device)])
+        xv = torch.cat([xd[vd], xg[vg]])
+        yv = torch.cat([torch.ones(len(vd), device=x.device), torch.zeros(len(vg), device=x.device)])
+        loc, scale = self._standardisation(x)
+        self.loc.copy_(loc)
+        self.scale.copy_(scale)
+        self.log_class_ratio.fill_(math.log(len(tg) / len(td)))
         for p in self.parameters():
             p.requires_grad_(True)
+        best, history = self._train(x, y, xv, yv, int(epochs), int(batch_size), lr, gamma, weight_decay,
+                                    progress, checkpoint)
+        self.history_ = history
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        with torch.no_grad():
+            self.log_weight_max.fill_(float((self._logits(torch.cat([x, xv])) + self.log_class_ratio).max()))
+        held_out = len(vd) > 0
+        rec = self.diagnose(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg],
+                            on="held-out" if held_out else "training", best_epoch=best,
+                            epochs_run=len(history))
+        self.diagnostics_record_ = rec
+        self.diagnostics_ = rec.as_dict()
+        if rec.degenerate:
+            warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
+                          f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
+        return self
+
+    def _train(self, x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, checkpoint):
+        """Adam on BCE through :func:`train_loop`; with held-out rows, early stopping on their BCE
+        and the best epoch's weights restored. Returns ``(best_epoch, history)``."""
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         bce = nn.BCEWithLogitsLoss()
+        run = {"sum": 0.0, "batches": 0, "t0": time.perf_counter(), "best": math.inf,
+               "best_epoch": None, "state": None, "since": 0}
+        records: list[dict] = []
 
         def step(xb: Tensor, yb: Tensor) -> dict:
             loss = bce(self.logit(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            return {"bce": loss.item()}
+            v = loss.item()  # train_loop refuses a non-finite epoch mean
+            run["sum"] += v
+            run["batches"] += 1
+            return {"bce": v}
 
-        self.history_ = train_loop(step, (x, y), {"classifier": self}, {"adam": opt}, epochs, batch_size, gamma,
-                                   desc="classifier", progress=progress, checkpoint=checkpoint)
-        self.eval()
-        for p in self.parameters():
-            p.requires_grad_(False)
-        with torch.no_grad():
-            self.log_weight_max.fill_(max(float(self.log_weight(c).max()) for c in x.split(100_000)))
-        return self
+        def watch(epoch: int) -> None:
+            val = float(F.binary_cross_entropy_with_logits(self._logits(xv), yv))  # one batched pass
+            if not math.isfinite(val):
+                raise ValueError(f"classifier: the held-out loss became {val} in epoch {epoch + 1}; lower lr (now {lr:g})")
+            now = time.perf_counter()
+            records.append({"bce": run["sum"] / max(run["batches"], 1), "val_bce": val, "epoch": epoch + 1,
+                            "seconds": now - run["t0"]})
+            run.update(sum=0.0, batches=0, t0=now)
+            if val < run["best"]:
+                run.update(best=val, best_epoch=epoch + 1, since=0,
+                           state={k: t.detach().clone() for k, t in self.net.state_dict().items()})
+            else:
+                run["since"] += 1
+                if run["since"] >= self.patience:
+                    raise _EarlyStop
+
+        held_out = len(xv) > 0
+        try:
+            history = train_loop(step, (x, y), {"classifier": self}, {"adam": opt}, epochs, batch_size, gamma,
+                                 desc="classifier", progress=progress, checkpoint=checkpoint,
+                                 on_epoch_end=watch if held_out else None)
+        except _EarlyStop:
+            history = records
+        if not held_out:
+            return (history[-1]["epoch"] if history else None), history
+        if run["state"] is not None:
+            self.net.load_state_dict(run["state"])
+        return run["best_epoch"], records
+
+    @torch.no_grad()
+    def diagnose(self, data, generated, on: str = "given", best_epoch: int | None = None,
+                 epochs_run: int = 0) -> ClassifierDiagnostics:
+        """BCE, AUC, mean weight and ESS fraction of ``w`` on rows the caller chooses (held-out
+        rows of both classes, ideally), and whether they are degenerate."""
+        xd, xg = self._rows(data, "data", 1), self._rows(generated, "generated samples", 1)
+        ld, lg = self._logits(xd).double(), self._logits(xg).double()
+        bce = float((F.softplus(-ld).sum() + F.softplus(lg).sum()) / (len(ld) + len(lg)))
+        scores = torch.cat([ld, lg]).cpu().numpy()
+        auc = roc_auc(scores, np.r_[np.ones(len(ld)), np.zeros(len(lg))])
+        lw = (lg + float(self.log_class_ratio)).clamp(max=LOG_WEIGHT_CLIP)  # the weights weight() returns
+        lse, log_n = torch.logsumexp(lw, 0), math.log(len(lw))
+        mean_w = float(torch.exp(lse - log_n))
+        ess = float(torch.exp(2 * lse - torch.logsumexp(2 * lw, 0) - log_n))
+        reason = degeneracy(auc, mean_w, ess)
+        return ClassifierDiagnostics(on=on, n_data=len(ld), n_generated=len(lg), bce=bce, auc=auc,
+                                     mean_weight=mean_w, ess_fraction=ess, best_epoch=best_epoch,
+                                     epochs_run=int(epochs_run), degenerate=bool(reason), reason=reason)
+
+
+class DensityRatioClassifier(RatioClassifier):
+    """MLP classifier data-vs-generated whose odds estimate the density ratio p_data / p_g.
+
+    Defaults are the LaSeR post-hoc classifier (8 hidden layers x 96, leaky ReLU, BCE, Adam 1e-3,
+    lr x 0.999 per epoch). Inputs are standardised with the statistics of the training rows.
+    10% of each class is held out for early stopping and diagnostics (``val_fraction=0``: the
+    earlier behaviour, all rows trained on for every epoch).
+
+    Example:
+        >>> clf = DensityRatioClassifier(2).fit(x_data, x_gen, epochs=50)
+        >>> w = clf.weight(x_gen)            # ≈ p_data / p_g at x_gen, mean ≈ 1
+        >>> clf.diagnostics_["auc"], clf.diagnostics_["degenerate"]
+    """
+
+    def __init__(self, dim: int, hidden: int = 96, layers: int = 8, val_fraction: float = 0.1, patience: int = 10,
+                 seed: int = 0) -> None:
+        super().__init__((int(dim),), val_fraction, patience, seed)
+        self.hidden, self.layers = int(hidden), int(layers)
+        self.net = mlp(self.dim, 1, self.hidden, self.layers)
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "hidden": self.hidden, "layers": self.layers}
+
+
+class ConvRatioClassifier(RatioClassifier):
+    """Convolutional classifier for image rows (flat ``(n, C·H·W)`` plus ``data_shape``), the
+    discriminator of Eq. (33) of the introduction paper (:class:`~genrefine.weights.conv.ConvNet`);
+    fit, weights and diagnostics as :class:`DensityRatioClassifier`. Inputs are standardised per
+    channel. About 2-4 s per epoch for 10k + 10k 28x28 images on 2 CPU cores.
+
+    Example:
+        >>> clf = ConvRatioClassifier((1, 28, 28)).fit(x_data, x_gen, epochs=20, batch_size=256)
+    """
+
+    eval_batch = 4096  # a 28x28 batch of 4096 needs about 100 MB of activations
+
+    def __init__(self, data_shape, channels=(32, 64), val_fraction: float = 0.1, patience: int = 10,
+                 seed: int = 0) -> None:
+        super().__init__(data_shape, val_fraction, patience, seed)
+        if len(self.data_shape) != 3:
+            raise ValueError(f"data_shape: a convolutional classifier needs images (C, H, W), got {self.data_shape}")
+        self.channels = tuple(int(c) for c in channels)
+        self.net = ConvNet(self.data_shape, self.channels)
+
+    def _standardisation(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-channel mean and standard deviation, spread over the channel's pixels."""
+        c = self.data_shape[0]
+        per = x.reshape(len(x), c, -1).transpose(0, 1).reshape(c, -1)
+        loc, scale = per.mean(1), per.std(1).clamp_min(1e-6)
+        pixels = self.dim // c
+        return loc.repeat_interleave(pixels), scale.repeat_interleave(pixels)
+
+    def config(self) -> dict:
+        return {"data_shape": list(self.data_shape), "channels": list(self.channels)}
+
+
+_MLP_ONLY, _CNN_ONLY = {"hidden", "layers"}, {"channels"}
+
+
+def make_classifier(data_shape, **settings) -> RatioClassifier:
+    """The classifier for rows of ``data_shape``: :class:`DensityRatioClassifier` (MLP) for
+    tabular rows ``(D,)``, :class:`ConvRatioClassifier` (CNN) for images ``(C, H, W)`` or
+    ``(H, W)`` of at least 4x4 pixels (smaller images go to the MLP, flattened).
+
+    ``settings`` are constructor arguments; those that only the other family takes
+    (``hidden``/``layers`` for the MLP, ``channels`` for the CNN) are ignored, so one preset
+    can serve both.
+
+    Example:
+        >>> make_classifier((1, 28, 28), hidden=96, layers=8)   # a ConvRatioClassifier
+    """
+    shape = check_data_shape(data_shape)
+    if len(shape) == 3 and min(shape[1:]) >= 4:
+        return ConvRatioClassifier(shape, **{k: v for k, v in settings.items() if k not in _MLP_ONLY})
+    return DensityRatioClassifier(int(np.prod(shape)), **{k: v for k, v in settings.items() if k not in _CNN_ONLY})
 
 
 def soft_cap(log_w: Tensor, cap: float, sharpness: float = 10.0) -> Tensor:
@@ -104,7 +371,7 @@ def soft_cap(log_w: Tensor, cap: float, sharpness: float = 10.0) -> Tensor:
     return cap - F.softplus(cap - log_w, beta=sharpness)
 
 
-def latent_target(generator: Generator, classifier: DensityRatioClassifier, cap_factor: float | None = 2.0) -> LatentTarget:
+def latent_target(generator: Generator, classifier: RatioClassifier, cap_factor: float | None = 2.0) -> LatentTarget:
     """The pulled-back target ``q(z) ∝ p(z) w(g(z))`` of a deterministic generator.
 
     Far from its training samples an MLP classifier's logit grows without bound, and a flow's

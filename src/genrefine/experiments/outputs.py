@@ -1,0 +1,70 @@
+"""Writing a run's results: samples, latents, models, figures, then ``metrics.json`` (last, so
+its presence means the run is complete); every file written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator, save_module
+from genrefine.generators.base import Generator
+from genrefine.generators.wgan import Critic
+from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
+from genrefine.weights.discriminator import DiscriminatorRatio
+from genrefine.weights.latent_importance import LatentImportanceNetwork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genrefine.experiments.run import RefinementResult
+
+
+def write_outputs(res: "RefinementResult", out: str) -> None:
+    """``samples/<method>.npy``, ``latents/<method>.npy``, ``samples/<method>_weights.npy`` for
+    weighted methods, ``models/<name>/``, ``figures/``, then ``metrics.json``."""
+    from genrefine.plotting import refinement_figure
+
+    for sub in ("samples", "latents", "models", "figures"):
+        os.makedirs(os.path.join(out, sub), exist_ok=True)
+    for mth, x in res.samples.items():
+        atomic_save_npy(os.path.join(out, "samples", f"{mth}.npy"), x.astype(np.float32))
+        atomic_save_npy(os.path.join(out, "latents", f"{mth}.npy"), res.latents[mth].astype(np.float32))
+    for mth, w in res.weights.items():
+        atomic_save_npy(os.path.join(out, "samples", f"{mth}_weights.npy"), w.astype(np.float32))
+    for name, model in res.models.items():
+        save_model(model, os.path.join(out, "models", name))
+    refinement_figure(res, os.path.join(out, "figures"))
+    atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(jsonable(res.metrics), indent=2))
+
+
+def save_model(model, path: str) -> None:
+    """Save a generator, DCTR classifier (MLP or CNN), latent importance network or critic by its kind."""
+    if isinstance(model, Generator):
+        save_generator(model, path)
+    elif isinstance(model, DensityRatioClassifier):
+        save_module(model, model.config(), path, kind="dctr_classifier")
+    elif isinstance(model, ConvRatioClassifier):
+        save_module(model, model.config(), path, kind="conv_classifier")
+    elif isinstance(model, LatentImportanceNetwork):
+        save_module(model, model.config(), path, kind="latent_importance")
+    elif isinstance(model, DiscriminatorRatio):
+        save_module(model.critic, model.critic.config(), path, kind="critic")
+    elif isinstance(model, Critic):
+        save_module(model, model.config(), path, kind="critic")
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars and tensors as Python numbers and lists, non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

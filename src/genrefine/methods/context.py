@@ -1,0 +1,142 @@
+"""What every method of a run shares: the base generator, the data, the settings, and the
+weight estimators, each fitted once on first request (lazily) and reused by every method that
+asks for it.
+
+The order in which estimators are first requested is the order of the random stream: a run
+that asks for them in the same order draws the same numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from genrefine.generators.base import Generator
+from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
+                                          fit_w_phi, train_critic)
+from genrefine.samplers.base import LatentTarget, weight_diagnostics
+from genrefine.timing import timed
+from genrefine.weights.classifier import latent_target
+
+
+class RunContext:
+    """The shared state of one refinement run.
+
+    Args:
+        base: the frozen base generator ``g``.
+        x_train: training data, a float tensor ``(n, D)`` on ``device``.
+        cfg: the run configuration (a preset from :func:`genrefine.presets.get_preset`, overridden).
+        n_samples: how many samples each method delivers.
+        device: torch device (default: the base's).
+        progress: show progress bars.
+        ckpt: ``name -> checkpoint path or None`` for resumable training.
+        critic: a trained critic for the latent reweighting estimators (default: the base's own
+            ``critic_`` if it has one, else one is trained on first request).
+        iterations: how many times refiners refine their own output (LaSeR Sec. 3.3).
+
+    Shared estimators (each fitted on first call): :meth:`classifier`, :meth:`critic`,
+    :meth:`w_phi`, :meth:`critic_ratio`, :meth:`dot_critic`; :meth:`weights` gives the latent
+    target ``q(z) ∝ p(z) w(z)`` of a weight kind. ``timings``, ``diagnostics`` and ``models``
+    collect what they produced.
+    """
+
+    def __init__(self, base: Generator, x_train: Tensor, cfg: dict, n_samples: int, device=None,
+                 progress: bool = True, ckpt: Callable[[str], str | None] | None = None, critic=None,
+                 iterations: int = 1) -> None:
+        self.base, self.x_train, self.cfg, self.n_samples = base, x_train, cfg, int(n_samples)
+        self.device = torch.device(device) if device is not None else base.device
+        self.progress, self.iterations = bool(progress), int(iterations)
+        self.ckpt = ckpt or (lambda name: None)
+        self.timings: dict[str, float] = {}
+        self.diagnostics: dict[str, dict] = {}
+        self.models: dict[str, object] = {}
+        self._critic = critic if critic is not None else getattr(base, "critic_", None)
+        self._cache: dict[str, object] = {}
+
+    def timed(self, key: str, fn: Callable[[], object]):
+        """``fn()``, its wall-clock seconds recorded as ``timings[key]``."""
+        out, self.timings[key] = timed(fn, self.device)
+        return out
+
+    def _once(self, key: str, build: Callable[[], object]):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def base_sample(self) -> tuple[Tensor, Tensor]:
+        """``(z, g(z))``: ``n_samples`` draws of the base, shared by ``base`` and ``dctr``."""
+        return self._once("base_sample", lambda: self.timed(
+            "sample_base", lambda: self.base.sample_with_latents(self.n_samples)))
+
+    def fit_classifier(self, gen: Generator, tag: str) -> ClassifierFit:
+        """A new DCTR classifier between the data and ``gen`` (refiner iterations use it)."""
+        return fit_dctr_classifier(self, gen, tag)
+
+    def classifier(self) -> ClassifierFit:
+        """The DCTR classifier against the base, with its training latents and weights."""
+        def build() -> ClassifierFit:
+            fit = fit_dctr_classifier(self, self.base, "")
+            self.models["classifier"] = fit.classifier
+            self.diagnostics["weights_train"] = weight_diagnostics(fit.w)
+            checks = getattr(fit.classifier, "diagnostics_", None)  # held-out AUC, calibration, degeneracy
+            if checks is not None:
+                self.diagnostics["classifier"] = checks.as_dict() if hasattr(checks, "as_dict") else checks
+            return fit
+        return self._once("classifier", build)
+
+    @property
+    def critic_model(self):
+        """The critic known so far (given, the base's, or trained), without training one."""
+        return self._critic
+
+    def critic(self):
+        """The base's WGAN-GP critic: the one given, else one trained against the base."""
+        if self._critic is None:
+            self._critic = train_critic(self)
+        self.models["critic"] = self._critic
+        return self._critic
+
+    def w_phi(self):
+        """The latent importance network ``w_φ``, trained against :meth:`critic`."""
+        def build():
+            critic = self.critic()  # before w_φ is built: the critic's training draws first
+            self.models["w_phi"] = fit_w_phi(self, critic)
+            return self.models["w_phi"]
+        return self._once("w_phi", build)
+
+    def critic_ratio(self):
+        """The BCE-fine-tuned copy of :meth:`critic` (DRS, MH-GAN, SIR)."""
+        def build():
+            critic = self.critic()
+            self.models["discriminator"] = fit_critic_ratio(self, critic)
+            return self.models["discriminator"]
+        return self._once("critic_ratio", build)
+
+    def dot_critic(self):
+        """The WGAN-GP-fine-tuned copy of :meth:`critic` (DOT)."""
+        def build():
+            critic = self.critic()
+            self.models["dot_critic"] = fit_dot_critic(self, critic)
+            return self.models["dot_critic"]
+        return self._once("dot_critic", build)
+
+    def weights(self, kind: str) -> LatentTarget:
+        """The latent target ``q(z) ∝ p(z) w(z)`` of weight ``kind``: ``"dctr"`` (the classifier
+        pulled back, ``w(g(z))`` capped), ``"w_phi"`` or ``"critic_ratio"``."""
+        builders = {"dctr": lambda: latent_target(self.base, self.classifier().classifier),
+                    "w_phi": lambda: self.w_phi().target(self.base.prior),
+                    "critic_ratio": lambda: latent_target(self.base, self.critic_ratio())}
+        if kind not in builders:
+            raise ValueError(f"weights: no latent target for {kind!r} (choose from {', '.join(builders)})")
+        return self._once("target_" + kind, builders[kind])
+
+    def x_val(self):
+        """Held-out training rows (numpy) for choosing gradient steps: at most 2000, one in 50,
+        drawn with their own seed so the run's random stream is untouched."""
+        def build():
+            n_val = min(2000, max(2, len(self.x_train) // 50))
+            perm = torch.randperm(len(self.x_train), generator=torch.Generator().manual_seed(2))
+            return self.x_train[perm[:n_val].to(self.x_train.device)].cpu().numpy()
+        return self._once("x_val", build)

@@ -1,0 +1,15 @@
+"""Discriminator rejection sampling (Azadi et al.) on the density ratio of the critic fine-tuned with BCE
+(the latent reweighting paper's baseline)."""
+
+from __future__ import annotations
+
+from genrefine.methods.base import Needs, register_method
+from genrefine.methods.ratio import RatioMethod
+from genrefine.samplers.ratio import DRSSampler
+
+
+@register_method
+class DRS(RatioMethod):
+    name = "drs"
+    needs = Needs(weights="critic_ratio")
+    sampler = DRSSampler

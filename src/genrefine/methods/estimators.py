@@ -1,0 +1,116 @@
+"""The weight estimators a run shares between its methods, each built by one function.
+
+- :func:`fit_dctr_classifier`: the post-hoc classifier (DCTR, LaSeR Sec. 3) between the data
+  and a generator's samples, with the generated latents and their weights ``w(g(z))``;
+- :func:`train_critic`: a WGAN-GP critic against the frozen base (when the base brings none);
+- :func:`fit_w_phi`: the latent importance network (latent reweighting Eq. 6, Alg. 1);
+- :func:`fit_critic_ratio`: the critic fine-tuned with BCE, whose odds are the density ratio of
+  DRS, MH-GAN and SIR;
+- :func:`fit_dot_critic`: the critic fine-tuned with the WGAN-GP loss for DOT (Appendix E).
+
+:class:`~genrefine.methods.context.RunContext` calls each once, on first request, and records
+its seconds in ``ctx.timings`` and the fitted model in ``ctx.models``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from genrefine.generators.base import Generator
+from genrefine.generators.wgan import Critic
+from genrefine.samplers.rejection import RejectionPrior
+from genrefine.weights.classifier import RatioClassifier, make_classifier
+from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
+from genrefine.weights.latent_importance import LatentImportanceNetwork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from genrefine.methods.context import RunContext
+
+#: keys of ``cfg["classifier"]`` that build the classifier (the others train it); an MLP for
+#: tabular rows, a CNN for images (:func:`~genrefine.weights.classifier.make_classifier`)
+CLASSIFIER_SETTINGS = ("hidden", "layers", "channels", "val_fraction", "patience", "seed")
+
+
+@dataclass
+class ClassifierFit:
+    """A fitted DCTR classifier and the weighted latents a refiner trains on: ``z`` (as many
+    as data rows), ``x = g(z)`` and ``w`` (the classifier's weights, times the thinning
+    ratio when the generator's prior is a rejection-thinned one)."""
+
+    classifier: RatioClassifier
+    z: Tensor
+    x: Tensor
+    w: Tensor
+
+
+def fit_dctr_classifier(ctx: "RunContext", gen: Generator, tag: str = "") -> ClassifierFit:
+    """Train the DCTR classifier between ``ctx.x_train`` and samples of ``gen`` (rows of the
+    base's ``data_shape``).
+
+    The classifier sees ``generated_per_data`` times as many generated samples as data rows;
+    the refiners train on the first ``len(x_train)`` of them with their weights. Seconds go to
+    ``ctx.timings["train_classifier" + tag]``.
+    """
+    c = ctx.cfg["classifier"]
+    n_data = len(ctx.x_train)
+    n_gen = max(2, int(round(float(c.get("generated_per_data", 1)) * n_data)))
+    z_tr, x_tr = gen.sample_with_latents(n_gen)
+    shape = getattr(ctx.base, "data_shape", None) or (ctx.x_train.shape[1],)
+    clf = make_classifier(shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c}).to(ctx.device)
+    ctx.timed(f"train_classifier{tag}", lambda: clf.fit(
+        ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
+        progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag)))
+    prior = gen.prior
+    if isinstance(prior, RejectionPrior):
+        # a refiner with a rejection step: its latents are thinned normal draws, but the next
+        # refiner's coupled noise needs plain normal draws. Same target, exactly: proposals
+        # weighted by w(g(y)) x a(y) / Z.
+        z_tr = prior.proposal.sample((n_data,))
+        x_tr = gen.generate(z_tr)
+        return ClassifierFit(clf, z_tr, x_tr, clf.weight(x_tr) * prior.log_ratio(z_tr).exp())
+    z_tr, x_tr = z_tr[:n_data], x_tr[:n_data]
+    return ClassifierFit(clf, z_tr, x_tr, clf.weight(x_tr))
+
+
+def train_critic(ctx: "RunContext") -> Critic:
+    """A new WGAN-GP critic (``cfg["lrw"]["critic"]``) trained against the frozen base."""
+    c = ctx.cfg["lrw"]["critic"]
+    crit0 = Critic(ctx.base.data_dim, c["hidden"], c["layers"]).to(ctx.device)
+    return ctx.timed("train_critic", lambda: fine_tune_critic(
+        crit0, ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("critic"), **c["fit"]))
+
+
+def fit_w_phi(ctx: "RunContext", critic: Critic) -> LatentImportanceNetwork:
+    """The latent importance network ``w_φ`` (``cfg["lrw"]["w_phi"]``) against ``critic``;
+    its selection record goes to ``ctx.diagnostics["w_phi"]``."""
+    w = ctx.cfg["lrw"]["w_phi"]
+    w_phi = LatentImportanceNetwork(ctx.base.latent_dim, w.get("hidden"), w["layers"], w["m"]).to(ctx.device)
+    ctx.timed("train_w_phi", lambda: w_phi.fit(ctx.base, ctx.x_train, critic=critic, progress=ctx.progress,
+                                               checkpoint=ctx.ckpt("w_phi"), **w["fit"]))
+    keys = ("selected_epoch", "val_emd", "val_emd_initial", "confirmed", "best_epoch", "val_emd_best", "check_emd")
+    ctx.diagnostics["w_phi"] = {
+        **{k: getattr(w_phi, k + "_", None) for k in keys}, "inputs": w["fit"].get("inputs", "latent"),
+        **{k: getattr(w_phi, k + "_", None) for k in ("distil", "source", "candidates", "transport", "delivered")},
+        "history": w_phi.history_}
+    return w_phi
+
+
+def fit_critic_ratio(ctx: "RunContext", critic: Critic) -> DiscriminatorRatio:
+    """A copy of ``critic`` fine-tuned with BCE (``cfg["lrw"]["discriminator"]``): its odds
+    ``exp(logit D(x))`` estimate ``p_data / p_g``."""
+    d = ctx.cfg["lrw"]["discriminator"]
+    disc = ctx.timed("train_discriminator", lambda: DiscriminatorRatio(critic).to(ctx.device).fit(
+        ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("discriminator"), **d))
+    ctx.diagnostics["discriminator"] = {"selected_epoch": getattr(disc, "selected_epoch_", None),
+                                        "val_emd_history": getattr(disc, "val_emd_history_", None)}
+    return disc
+
+
+def fit_dot_critic(ctx: "RunContext", critic: Critic) -> Critic:
+    """A copy of ``critic`` fine-tuned with the WGAN-GP loss (``cfg["lrw"]["dot_critic"]``)."""
+    dc = ctx.cfg["lrw"]["dot_critic"]
+    return ctx.timed("train_dot_critic", lambda: fine_tune_critic(
+        critic, ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("dot_critic"), **dc))

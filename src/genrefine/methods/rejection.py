@@ -1,0 +1,22 @@
+"""Latent rejection sampling of the pulled-back DCTR weights, ``q(z) ∝ p(z) w(g(z))``
+(LaSeR Sec. 3.2, first option)."""
+
+from __future__ import annotations
+
+from genrefine.methods.base import Method, MethodResult, Needs, register_method
+from genrefine.methods.context import RunContext
+from genrefine.samplers.rejection import LatentRejectionSampler
+
+
+@register_method
+class Rejection(Method):
+    """Accept ``z ~ p`` with probability ``w(g(z)) / M``; settings go to
+    :class:`~genrefine.samplers.rejection.LatentRejectionSampler`."""
+
+    name = "rejection"
+    needs = Needs(weights="dctr")
+
+    def fit(self, ctx: RunContext, **sampler_settings) -> MethodResult:
+        sampler = LatentRejectionSampler(ctx.weights("dctr"), **sampler_settings)
+        z = ctx.timed("sample_rejection", lambda: sampler.sample(ctx.n_samples))
+        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics)
