@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrefine.checkpoint import atomic_write_text, load_generator
+from genrefine.api import load_generator
+from genrefine.checkpoint import atomic_write_text
 from genrefine.data import load_data
 from genrefine.metrics import exact_emd
 from genrefine.presets import get_preset

@@ -22,7 +22,8 @@ import sys
 import numpy as np
 import torch
 
-from genrefine.checkpoint import atomic_write_text, load_generator, load_latent_importance
+from genrefine.api import load_generator, load_latent_importance
+from genrefine.checkpoint import atomic_write_text
 from genrefine.data import load_data
 from genrefine.metrics import exact_emd
 from genrefine.samplers.rejection import LatentRejectionSampler

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from genrefine.checkpoint import load_generator, save_generator
+from genrefine.api import load_generator, save_generator
 from genrefine.generators import RealNVPGenerator
 from genrefine.refine import RefinedGenerator
 from genrefine.samplers.data_rejection import DataRejection
@@ -138,7 +138,7 @@ def test_saved_refined_generator_loads_in_a_fresh_interpreter(tmp_path):
     inner = RefinedGenerator(base, RefinerFlow(2, transforms=1, hidden=(8,)).freeze())
     path = save_generator(RefinedGenerator(inner, RefinerGAN(2, hidden=8, layers=1, drs_hidden=8, drs_layers=1)),
                           str(tmp_path / "m"))
-    code = f"from genrefine.checkpoint import load_generator; print(load_generator({path!r}).sample(5).shape)"
+    code = f"from genrefine.api import load_generator; print(load_generator({path!r}).sample(5).shape)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and "torch.Size([5, 2])" in r.stdout, r.stderr
 

@@ -1,102 +1,103 @@
-"""Safe checkpoints: tensors in safetensors, everything else in JSON. Loading never runs code.
+"""Safe checkpoint files: tensors in safetensors, everything else in JSON. Loading never runs code.
 
-A saved generator is a directory with ``config.json`` (``{"family": ..., "config": ...}``,
-nested for refined generators) and ``model.safetensors``. Files are written to a temporary
-name and renamed, so an interrupted save leaves nothing half-written.
+This is the file writer every model uses, and it knows no model classes: what to build from a
+checkpoint is the caller's business (:mod:`genrefine.api` through the family registry of
+:mod:`genrefine.generators.base`, or a class passed to :func:`load_module`).
+
+A checkpoint is a directory with ``config.json`` and ``model.safetensors``. The JSON holds
+``{"format_version", "family" | "kind", "config", "extra", "sha256", "nonfinite"}``: ``sha256``
+is a digest of every tensor's name, dtype, shape and bytes, checked on load, and ``nonfinite``
+names the tensors that held NaN or inf when saved (unset markers such as an unfitted
+rejection bound); any other non-finite tensor is refused. Checkpoints of format 1 (no digest)
+still load. Directories are written beside their target and swapped in, files are written to a
+temporary name and renamed, so an interrupted save leaves the old checkpoint or the new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from typing import Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CONFIG_FILE, TENSOR_FILE = "config.json", "model.safetensors"
 
 
-def atomic_write_text(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+def _atomic_file(path: str, suffix: str, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary name in ``path``'s directory, then rename it to ``path``."""
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same directory and a rename."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+
+    _atomic_file(path, os.path.basename(path), write)
 
 
 def atomic_save_npy(path: str, arr) -> None:
     """``numpy.save`` to a temporary name in the same directory, then rename."""
     import numpy as np
 
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".npy")
-    os.close(fd)
-    try:
-        np.save(tmp, arr)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    _atomic_file(path, ".npy", lambda tmp: np.save(tmp, arr))
+
+
+def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict[str, str] | None = None) -> None:
     """safetensors ``save_file`` to a temporary name, then rename (tensors copied to CPU, contiguous)."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".safetensors")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    cpu = _cpu_tensors(tensors)
+    _atomic_file(path, ".safetensors", lambda tmp: save_file(cpu, tmp, metadata=metadata))
 
 
-def generator_spec(gen) -> dict:
-    """``{"family", "config"}`` of a generator, nested for composite ones."""
-    return {"family": gen.family, "config": gen.config()}
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over every tensor's name, dtype, shape and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
-def build_generator(spec: dict):
-    """Rebuild an (untrained) generator from :func:`generator_spec` output via the family registry."""
-    from genrefine.generators.base import FAMILIES
-    import genrefine.generators  # noqa: F401  (registers the built-in families:
-    import genrefine.refine  # noqa: F401        base generators, refined generators
-    import genrefine.samplers  # noqa: F401      and the refiners)
-
-    fam = spec.get("family")
-    if fam not in FAMILIES:
-        raise ValueError(f"unknown generator family '{fam}' (known: {', '.join(sorted(FAMILIES))})")
-    cls = FAMILIES[fam]
-    return cls.from_config(spec["config"]) if hasattr(cls, "from_config") else cls(**spec["config"])
+def _nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    return sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
 
 
-def save_generator(gen, path: str, extra: dict | None = None) -> str:
-    """Save ``gen`` into directory ``path`` (created; replaced atomically if it exists)."""
+def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) -> str:
+    """Write ``meta`` (JSON) and ``tensors`` as a checkpoint directory ``path``, replacing an old one
+    atomically; the digest and the list of non-finite tensors are added to ``meta``."""
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
+    cpu = _cpu_tensors(tensors)
+    meta = {"format_version": FORMAT_VERSION, **meta, "sha256": tensor_digest(cpu), "nonfinite": _nonfinite(cpu)}
     tmpdir = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(path))
     try:
-        meta = {"format_version": FORMAT_VERSION, **generator_spec(gen), "extra": extra or {}}
-        with open(os.path.join(tmpdir, "config.json"), "w") as fh:
+        with open(os.path.join(tmpdir, CONFIG_FILE), "w") as fh:
             json.dump(meta, fh, indent=2)
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in gen.state_dict().items()},
-                  os.path.join(tmpdir, "model.safetensors"))
+        save_file(cpu, os.path.join(tmpdir, TENSOR_FILE))
         if os.path.exists(path):
             old = path + ".old"
             shutil.rmtree(old, ignore_errors=True)
@@ -111,32 +112,63 @@ def save_generator(gen, path: str, extra: dict | None = None) -> str:
     return path
 
 
-def load_generator(path: str, device: str | torch.device = "cpu", family: str | None = None):
-    """Load a generator saved by :func:`save_generator`; ``family`` checks what was saved."""
-    cfg_path = os.path.join(path, "config.json")
-    w_path = os.path.join(path, "model.safetensors")
-    if not os.path.isdir(path):
-        raise ValueError(f"{path}: no saved model here (expected a directory with config.json and model.safetensors)")
-    for p in (cfg_path, w_path):
-        if not os.path.isfile(p):
-            raise ValueError(f"{path}: missing {os.path.basename(p)}; not a complete genrefine checkpoint")
+def _read_meta(path: str) -> dict:
+    cfg_path = os.path.join(path, CONFIG_FILE)
     try:
         with open(cfg_path) as fh:
             meta = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{cfg_path}: unreadable config ({exc})") from None
-    if family is not None and meta.get("family") != family:
-        raise ValueError(f"{path}: checkpoint holds a '{meta.get('family')}' generator, expected '{family}'")
-    gen = build_generator(meta)
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{cfg_path}: unreadable config ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{cfg_path}: not a genrefine checkpoint config (expected an object with a 'config' object)")
+    return meta
+
+
+def _check_tensors(path: str, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """Refuse tensors whose digest no longer matches, or that turned non-finite since saving
+    (format 1 has no record: only wholly-NaN tensors, the unset marker, pass there)."""
+    digest = meta.get("sha256")
+    if digest is not None and digest != tensor_digest(tensors):
+        raise ValueError(f"{path}: the weights no longer match the digest recorded when they were saved "
+                         "(the file was changed or damaged)")
+    allowed = set(meta.get("nonfinite", ()))
+    for name in _nonfinite(tensors):
+        if name not in allowed and not (digest is None and bool(torch.isnan(tensors[name]).all())):
+            raise ValueError(f"{path}: tensor '{name}' holds NaN or inf values")
+
+
+def read_checkpoint(path: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(meta, tensors)`` of a checkpoint directory written by :func:`write_checkpoint` (or by
+    format 1), digest and finiteness checked. Every failure is one ValueError line naming ``path``."""
+    if not os.path.isdir(path):
+        raise ValueError(f"{path}: no saved model here (expected a directory with {CONFIG_FILE} and {TENSOR_FILE})")
+    for name in (CONFIG_FILE, TENSOR_FILE):
+        if not os.path.isfile(os.path.join(path, name)):
+            raise ValueError(f"{path}: missing {name}; not a complete genrefine checkpoint")
+    meta = _read_meta(path)
+    w_path = os.path.join(path, TENSOR_FILE)
     try:
-        state = load_file(w_path)
+        tensors = load_file(w_path)
     except Exception as exc:
         raise ValueError(f"{w_path}: unreadable weights ({type(exc).__name__}: {exc})") from None
+    _check_tensors(path, meta, tensors)
+    return meta, tensors
+
+
+def load_state(module: nn.Module, tensors: dict[str, torch.Tensor], path: str) -> None:
+    """``module.load_state_dict(tensors, strict=True)``; a missing, extra or misshapen tensor is
+    one ValueError line naming ``path``."""
     try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"{w_path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
-    return gen.to(device).freeze()
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:  # the first line names the class, the next the first mismatch
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ValueError(f"{path}: weights do not match the saved config ({lines[min(1, len(lines) - 1)]})") from None
+
+
+def save_generator(gen, path: str, extra: dict | None = None) -> str:
+    """Save a generator into directory ``path``: its ``{"family", "config"}`` (nested for refined
+    generators) and its state dict. Load it with :func:`genrefine.api.load_generator`."""
+    return write_checkpoint(path, {"family": gen.family, "config": gen.config(), "extra": extra or {}}, gen.state_dict())
 
 
 def module_state(modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict]:
@@ -172,50 +204,20 @@ def restore_state(tensors: dict, info: dict, modules: dict[str, nn.Module], opti
 
 def save_module(module: nn.Module, config: dict, path: str, kind: str) -> str:
     """Save a non-generator module (e.g. a classifier) as ``config.json`` + ``model.safetensors``."""
-    os.makedirs(path, exist_ok=True)
-    atomic_save_tensors(module.state_dict(), os.path.join(path, "model.safetensors"))
-    atomic_write_text(os.path.join(path, "config.json"),
-                      json.dumps({"format_version": FORMAT_VERSION, "kind": kind, "config": config}, indent=2))
-    return path
+    return write_checkpoint(path, {"kind": kind, "config": config}, module.state_dict())
 
 
-def load_module(path: str, kind: str, cls, device: str | torch.device = "cpu"):
+def load_module(path: str, kind: str, cls: type[nn.Module], device: str | torch.device = "cpu") -> nn.Module:
     """Load a module saved by :func:`save_module` as ``kind``: build ``cls(**config)``, load its
     weights, freeze it. Every failure is one ValueError line naming ``path``."""
-    try:
-        with open(os.path.join(path, "config.json")) as fh:
-            meta = json.load(fh)
-        state = load_file(os.path.join(path, "model.safetensors"))
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable {kind} checkpoint ({type(exc).__name__}: {exc})") from None
+    meta, state = read_checkpoint(path)
     if meta.get("kind") != kind:
         raise ValueError(f"{path}: checkpoint holds '{meta.get('kind', meta.get('family'))}', expected a {kind}")
-    module = cls(**meta["config"])
     try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"{path}: weights do not match the saved config ({str(exc).splitlines()[0]})") from None
+        module = cls(**meta["config"])
+    except TypeError as exc:
+        raise ValueError(f"{path}: the saved config does not fit a {kind} ({exc})") from None
+    load_state(module, state, path)
     for p in module.parameters():
         p.requires_grad_(False)
     return module.to(device).eval()
-
-
-def load_classifier(path: str, device: str | torch.device = "cpu"):
-    """Load a :class:`~genrefine.weights.DensityRatioClassifier` (``models/classifier``)."""
-    from genrefine.weights.classifier import DensityRatioClassifier
-
-    return load_module(path, "dctr_classifier", DensityRatioClassifier, device)
-
-
-def load_critic(path: str, device: str | torch.device = "cpu"):
-    """Load a :class:`~genrefine.generators.wgan.Critic` (``models/critic``, ``models/dot_critic``)."""
-    from genrefine.generators.wgan import Critic
-
-    return load_module(path, "critic", Critic, device)
-
-
-def load_latent_importance(path: str, device: str | torch.device = "cpu"):
-    """Load a :class:`~genrefine.weights.latent_importance.LatentImportanceNetwork` (``models/w_phi``)."""
-    from genrefine.weights.latent_importance import LatentImportanceNetwork
-
-    return load_module(path, "latent_importance", LatentImportanceNetwork, device)

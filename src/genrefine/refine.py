@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from genrefine.generators.base import Generator, register_family
+from genrefine.generators.base import Generator, build_generator, generator_spec, register_family
 from genrefine.samplers.data_rejection import DataRejection
 from genrefine.samplers.rejection import (CANDIDATE_BATCH, DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK,
                                          RejectionPrior, accept_loop)
@@ -39,7 +40,9 @@ class RefinedGenerator(Generator):
     def __init__(self, base: Generator, refiner: Generator, data_rejection: DataRejection | None = None) -> None:
         if refiner.data_dim != base.latent_dim:
             raise ValueError(f"refiner outputs {refiner.data_dim}-d latents but the base generator takes {base.latent_dim}-d")
-        super().__init__(latent_dim=refiner.latent_dim, data_dim=base.data_dim, own_prior=False)  # the refiner's prior is ours
+        # the refiner's prior is ours; rows keep the base's layout
+        super().__init__(latent_dim=refiner.latent_dim, data_dim=base.data_dim, own_prior=False,
+                         data_shape=base.data_shape)
         self.base, self.refiner = base, refiner
         self.invertible = base.invertible and refiner.invertible
         self.differentiable = base.differentiable and refiner.differentiable
@@ -192,21 +195,26 @@ class RefinedGenerator(Generator):
         return 1 + (self.base.depth if isinstance(self.base, RefinedGenerator) else 0)
 
     def config(self) -> dict:
-        from genrefine.checkpoint import generator_spec
-
         return {"base": generator_spec(self.base), "refiner": generator_spec(self.refiner),
                 "data_rejection": None if self.data_rejection is None else self.data_rejection.config()}
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "RefinedGenerator":
-        from genrefine.checkpoint import build_generator
-
+    def from_config(cls, cfg: dict, user: Any = None) -> "RefinedGenerator":
+        """Rebuild from :meth:`config`; ``user`` (the user's model under the base, if any) goes
+        down to the generator that wraps it."""
         dr = cfg.get("data_rejection")
-        return cls(build_generator(cfg["base"]), build_generator(cfg["refiner"]),
-                   None if dr is None else DataRejection(**dr))
+        try:
+            step = None if dr is None else DataRejection(**dr)
+        except TypeError as exc:
+            raise ValueError(f"the refined generator's data rejection config does not fit ({exc})") from None
+        return cls(build_generator(cfg.get("base"), user), build_generator(cfg.get("refiner"), user), step)
 
     def forward(self, y: Tensor) -> Tensor:
         return self.base(self.refiner(y))
+
+    def check_chunk(self, x: Tensor) -> Tensor:
+        """Outputs are the base's: its own check applies (a user's model is checked finite)."""
+        return self.base.check_chunk(x)
 
     @torch.no_grad()
     def base_latent(self, y: Tensor) -> Tensor:
@@ -227,3 +235,50 @@ class RefinedGenerator(Generator):
         if self.rejects_data:
             lp = lp + self.data_rejection.log_accept(x) - self.data_rejection.log_z
         return lp
+
+
+class SampledGenerator(Generator):
+    """``x = g(z)`` with ``z`` drawn by a latent sampler of ``q(z) ∝ p(z) w(z)`` (rejection,
+    HMC, DDLS, SIR, latentRS, ...): the refined generator of a sampling method.
+
+    ``make_sampler() -> LatentSampler`` builds a fresh sampler for every draw, so each
+    :meth:`sample` call is an independent run of the sampler (its diagnostics are kept in
+    :attr:`diagnostics_`). It is a generator for sampling and scoring; it is not saveable
+    (its weights live in the sampler's estimator), which :func:`genrefine.save_generator` says.
+    """
+
+    family = "sampled"
+
+    def __init__(self, base: Generator, make_sampler, method: str = "sampler") -> None:
+        super().__init__(base.latent_dim, base.data_dim, own_prior=False, data_shape=tuple(base.data_shape))
+        self.base, self.make_sampler, self.method = base, make_sampler, method
+        self.differentiable = False
+        self.stochastic = True  # the sampler's own randomness sits between the prior and g
+        self.diagnostics_: dict = {}
+
+    @property
+    def prior(self) -> Distribution:
+        return self.base.prior
+
+    @property
+    def device(self) -> torch.device:  # type: ignore[override]
+        return self.base.device
+
+    @property
+    def chunk_size(self) -> int:  # type: ignore[override]
+        return self.base.chunk_size
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.base(z)
+
+    @torch.no_grad()
+    def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
+        """``(z, g(z))`` with ``z`` from a fresh run of the sampler."""
+        sampler = self.make_sampler()
+        z = sampler.sample(int(n)).detach()
+        self.diagnostics_ = dict(getattr(sampler, "diagnostics", {}))
+        return z, self.base.generate(z, batch_size)
+
+    def config(self) -> dict:
+        raise ValueError(f"a generator refined by the {self.method} sampler is not saveable (its weights live in "
+                         "the sampler); save a refiner's generator (laser, laser-flow) instead")

@@ -8,12 +8,17 @@ flags so a method that needs a missing capability can say so in one line
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from genrefine.validation import check_data_shape
+
+#: family name -> class; filled by ``@register_family`` when the package ``genrefine`` imports
+#: the modules that define families, so a checkpoint names a family, never code to import
 FAMILIES: dict[str, type["Generator"]] = {}
 
 
@@ -32,7 +37,9 @@ class Generator(nn.Module):
     """Base class: ``x = g(z)`` with ``z ~ prior``, a standard normal by default.
 
     Subclasses implement :meth:`forward` and :meth:`config` (JSON-serialisable keyword
-    arguments of ``__init__``) and set the capability flags.
+    arguments of ``__init__``) and set the capability flags. Outputs are flat rows
+    ``(n, data_dim)``; ``data_shape`` (``(D,)`` for tabular rows, ``(C, H, W)`` for images,
+    ``prod(data_shape) == data_dim``) says how a row is laid out.
 
     Example:
         >>> x = gen.sample(1000)            # (1000, data_dim), no gradients
@@ -47,11 +54,17 @@ class Generator(nn.Module):
     differentiable: ClassVar[bool] = True
     #: g(z) depends on hidden randomness besides z (weights are not a function of z).
     stochastic: ClassVar[bool] = False
+    #: the family wraps a user's model or function: loading it needs that object (``base=``)
+    wraps_user_model: ClassVar[bool] = False
 
-    def __init__(self, latent_dim: int, data_dim: int, own_prior: bool = True) -> None:
+    def __init__(self, latent_dim: int, data_dim: int, own_prior: bool = True, data_shape=None) -> None:
         super().__init__()
         self.latent_dim = int(latent_dim)
         self.data_dim = int(data_dim)
+        self.data_shape = (self.data_dim,) if data_shape is None else check_data_shape(data_shape)
+        if int(np.prod(self.data_shape)) != self.data_dim:
+            raise ValueError(f"data_shape {self.data_shape} holds {int(np.prod(self.data_shape))} values per row, "
+                             f"but data_dim is {self.data_dim}")
         if own_prior:  # buffers, so the prior follows .to(device) and is saved with the model
             self.register_buffer("prior_loc", torch.zeros(self.latent_dim))
             self.register_buffer("prior_scale", torch.ones(self.latent_dim))
@@ -70,7 +83,16 @@ class Generator(nn.Module):
 
     def config(self) -> dict:
         """JSON-serialisable constructor arguments; with the state dict it rebuilds the model."""
-        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim}
+        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim, "data_shape": list(self.data_shape)}
+
+    @classmethod
+    def from_config(cls, cfg: dict, user: Any = None) -> "Generator":
+        """Rebuild an (untrained) generator from :meth:`config`. ``user`` is the user's own model
+        or function, needed only by families that wrap one (the adapters)."""
+        try:
+            return cls(**cfg)
+        except TypeError as exc:  # a key missing or extra: the config was edited or is another family's
+            raise ValueError(f"the '{cls.family}' generator's config does not fit its family ({exc})") from None
 
     #: rows per chunk in :meth:`generate` when no ``batch_size`` is given: chunks keep the
     #: activations in cache on CPU (one batch of 1M is 2-4x slower); families set their own
@@ -81,7 +103,12 @@ class Generator(nn.Module):
         """``g(z)`` in chunks of ``batch_size`` rows (default :attr:`chunk_size`), without gradients."""
         z = z.to(self.device)
         size = int(batch_size or self.chunk_size)
-        return torch.cat([self(chunk) for chunk in z.split(size)]) if len(z) else z.new_zeros(0, self.data_dim)
+        return torch.cat([self.check_chunk(self(c)) for c in z.split(size)]) if len(z) else z.new_zeros(0, self.data_dim)
+
+    def check_chunk(self, x: Tensor) -> Tensor:
+        """Called on each chunk :meth:`generate` makes; families that cannot vouch for their
+        outputs (a user's model) check them here."""
+        return x
 
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
@@ -113,6 +140,33 @@ class Generator(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         return self
+
+
+def generator_spec(gen: Generator) -> dict:
+    """``{"family", "config"}`` of a generator, nested for composite ones."""
+    return {"family": gen.family, "config": gen.config()}
+
+
+def build_generator(spec: dict, user: Any = None) -> Generator:
+    """Rebuild an (untrained) generator from :func:`generator_spec` output via :data:`FAMILIES`;
+    ``user`` (the user's model or function) goes to families that wrap one. One ValueError line
+    for an unknown family or a config that does not fit."""
+    fam = spec.get("family") if isinstance(spec, dict) else None
+    if fam not in FAMILIES:
+        raise ValueError(f"unknown generator family '{fam}' (known: {', '.join(sorted(FAMILIES))})")
+    cfg = spec.get("config")
+    if not isinstance(cfg, dict):
+        raise ValueError(f"the '{fam}' generator's config is not a JSON object")
+    return FAMILIES[fam].from_config(cfg, user)
+
+
+def spec_wraps_user_model(spec: Any) -> bool:
+    """Whether a (nested) generator spec holds a family that wraps a user's model."""
+    if isinstance(spec, dict):
+        if getattr(FAMILIES.get(spec.get("family")), "wraps_user_model", False):
+            return True
+        return any(spec_wraps_user_model(v) for v in spec.values())
+    return isinstance(spec, list) and any(spec_wraps_user_model(v) for v in spec)
 
 
 def require(gen: Generator, capability: str, method: str) -> None:

@@ -33,8 +33,9 @@ class RealNVPGenerator(Generator):
     # 0.250 s in chunks of 50k; 20 x (3 x 60) 0.58 s against 1.33 s
     chunk_size = 8192
 
-    def __init__(self, data_dim: int, transforms: int = 12, hidden: tuple[int, ...] | list[int] = (48, 48, 48)) -> None:
-        super().__init__(latent_dim=data_dim, data_dim=data_dim)
+    def __init__(self, data_dim: int, transforms: int = 12, hidden: tuple[int, ...] | list[int] = (48, 48, 48),
+                 data_shape=None) -> None:
+        super().__init__(latent_dim=data_dim, data_dim=data_dim, data_shape=data_shape)
         self.transforms = int(transforms)
         self.hidden = [int(h) for h in hidden]
         self.flow = zuko.flows.RealNVP(features=data_dim, transforms=self.transforms,
@@ -43,7 +44,8 @@ class RealNVPGenerator(Generator):
         self.register_buffer("data_scale", torch.ones(data_dim))
 
     def config(self) -> dict:
-        return {"data_dim": self.data_dim, "transforms": self.transforms, "hidden": self.hidden}
+        return {"data_dim": self.data_dim, "transforms": self.transforms, "hidden": self.hidden,
+                "data_shape": list(self.data_shape)}
 
     def forward(self, z: Tensor) -> Tensor:
         return self.flow().transform.inv(z) * self.data_scale + self.data_loc

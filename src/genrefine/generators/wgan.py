@@ -56,13 +56,15 @@ class WGANGenerator(Generator):
         >>> x = gen.sample(10_000)
     """
 
-    def __init__(self, latent_dim: int = 2, data_dim: int = 2, hidden: int = 512, layers: int = 3) -> None:
-        super().__init__(latent_dim, data_dim)
+    def __init__(self, latent_dim: int = 2, data_dim: int = 2, hidden: int = 512, layers: int = 3,
+                 data_shape=None) -> None:
+        super().__init__(latent_dim, data_dim, data_shape=data_shape)
         self.hidden, self.layers = int(hidden), int(layers)
         self.net = mlp(self.latent_dim, self.data_dim, self.hidden, self.layers, activation="relu")
 
     def config(self) -> dict:
-        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim, "hidden": self.hidden, "layers": self.layers}
+        return {"latent_dim": self.latent_dim, "data_dim": self.data_dim, "hidden": self.hidden, "layers": self.layers,
+                "data_shape": list(self.data_shape)}
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)

@@ -17,6 +17,8 @@ class DDLS(Method):
     needs = Needs(differentiable=True, weights="dctr")
 
     def fit(self, ctx: RunContext, **sampler_settings) -> MethodResult:
-        sampler = DDLSSampler(ctx.weights("dctr"), progress=ctx.progress, **sampler_settings)
+        def make() -> DDLSSampler:
+            return DDLSSampler(ctx.weights("dctr"), progress=ctx.progress, **sampler_settings)
+        sampler = make()
         z = ctx.timed("sample_ddls", lambda: sampler.sample(ctx.n_samples))
-        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics)
+        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)

@@ -15,8 +15,6 @@ its seconds in ``ctx.timings`` and the fitted model in ``ctx.models``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from torch import Tensor
 
 from genrefine.generators.base import Generator
@@ -25,9 +23,6 @@ from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
 from genrefine.weights.latent_importance import LatentImportanceNetwork
-
-if TYPE_CHECKING:  # pragma: no cover
-    from genrefine.methods.context import RunContext
 
 #: keys of ``cfg["classifier"]`` that build the classifier (the others train it); an MLP for
 #: tabular rows, a CNN for images (:func:`~genrefine.weights.classifier.make_classifier`)
@@ -46,7 +41,7 @@ class ClassifierFit:
     w: Tensor
 
 
-def fit_dctr_classifier(ctx: "RunContext", gen: Generator, tag: str = "") -> ClassifierFit:
+def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     """Train the DCTR classifier between ``ctx.x_train`` and samples of ``gen`` (rows of the
     base's ``data_shape``).
 
@@ -75,7 +70,7 @@ def fit_dctr_classifier(ctx: "RunContext", gen: Generator, tag: str = "") -> Cla
     return ClassifierFit(clf, z_tr, x_tr, clf.weight(x_tr))
 
 
-def train_critic(ctx: "RunContext") -> Critic:
+def train_critic(ctx) -> Critic:
     """A new WGAN-GP critic (``cfg["lrw"]["critic"]``) trained against the frozen base."""
     c = ctx.cfg["lrw"]["critic"]
     crit0 = Critic(ctx.base.data_dim, c["hidden"], c["layers"]).to(ctx.device)
@@ -83,7 +78,7 @@ def train_critic(ctx: "RunContext") -> Critic:
         crit0, ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("critic"), **c["fit"]))
 
 
-def fit_w_phi(ctx: "RunContext", critic: Critic) -> LatentImportanceNetwork:
+def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
     """The latent importance network ``w_φ`` (``cfg["lrw"]["w_phi"]``) against ``critic``;
     its selection record goes to ``ctx.diagnostics["w_phi"]``."""
     w = ctx.cfg["lrw"]["w_phi"]
@@ -98,7 +93,7 @@ def fit_w_phi(ctx: "RunContext", critic: Critic) -> LatentImportanceNetwork:
     return w_phi
 
 
-def fit_critic_ratio(ctx: "RunContext", critic: Critic) -> DiscriminatorRatio:
+def fit_critic_ratio(ctx, critic: Critic) -> DiscriminatorRatio:
     """A copy of ``critic`` fine-tuned with BCE (``cfg["lrw"]["discriminator"]``): its odds
     ``exp(logit D(x))`` estimate ``p_data / p_g``."""
     d = ctx.cfg["lrw"]["discriminator"]
@@ -109,7 +104,7 @@ def fit_critic_ratio(ctx: "RunContext", critic: Critic) -> DiscriminatorRatio:
     return disc
 
 
-def fit_dot_critic(ctx: "RunContext", critic: Critic) -> Critic:
+def fit_dot_critic(ctx, critic: Critic) -> Critic:
     """A copy of ``critic`` fine-tuned with the WGAN-GP loss (``cfg["lrw"]["dot_critic"]``)."""
     dc = ctx.cfg["lrw"]["dot_critic"]
     return ctx.timed("train_dot_critic", lambda: fine_tune_critic(

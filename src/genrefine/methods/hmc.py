@@ -20,7 +20,9 @@ class HMC(Method):
         target = ctx.weights("dctr")
         if sampler_settings.get("n_chains") == "n":
             sampler_settings["n_chains"] = ctx.n_samples
-        sampler = (HMCSampler.paper(target, progress=ctx.progress) if paper
-                   else HMCSampler(target, progress=ctx.progress, **sampler_settings))
+        def make() -> HMCSampler:
+            return (HMCSampler.paper(target, progress=ctx.progress) if paper
+                    else HMCSampler(target, progress=ctx.progress, **sampler_settings))
+        sampler = make()
         z = ctx.timed("sample_hmc", lambda: sampler.sample(ctx.n_samples)).detach()
-        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics)
+        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)

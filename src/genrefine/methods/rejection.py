@@ -17,6 +17,8 @@ class Rejection(Method):
     needs = Needs(weights="dctr")
 
     def fit(self, ctx: RunContext, **sampler_settings) -> MethodResult:
-        sampler = LatentRejectionSampler(ctx.weights("dctr"), **sampler_settings)
+        def make() -> LatentRejectionSampler:
+            return LatentRejectionSampler(ctx.weights("dctr"), **{"progress": ctx.progress, **sampler_settings})
+        sampler = make()
         z = ctx.timed("sample_rejection", lambda: sampler.sample(ctx.n_samples))
-        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics)
+        return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)
