@@ -49,7 +49,7 @@ def ring2d_case(seed: int):
     gen = train_gan(ring_data(50_000, seed=seed), seed=seed)
     data = ring_data(50_000, seed=seed + 1)
     fresh = lambda n, s: ring_data(n, seed=1000 + s)  # noqa: E731
-    methods = ["rejection", "sir-dctr", "hmc", "laser", "latentrs"]
+    methods = ["rejection", "sir-dctr", "hmc", "laser"]
     return genrefine.as_generator(gen, latent_dim=2), data, fresh, methods, {}
 
 

@@ -132,6 +132,8 @@ class RefinedGenerator(Generator):
         n_gen = max(2, int(round(float(generated_per_data) * len(x_data))))
         x_gen = self.sample(n_gen)
         clf = copy.deepcopy(classifier) if classifier is not None else DensityRatioClassifier(self.data_dim)
+        if classifier is not None:  # a short warm-started fine-tune: every row trains, no early stop
+            clf.val_fraction = 0.0
         clf = clf.to(self.device)
         clf.fit(x_data, x_gen, epochs=epochs, batch_size=batch_size, lr=lr, gamma=gamma, progress=progress,
                 checkpoint=checkpoint)
