@@ -90,6 +90,31 @@ def test_w_phi_bad_m(m):
         LatentImportanceNetwork(2, m=m)
 
 
+@pytest.mark.parametrize("key", ["critic_mode", "critic_fakes", "n_w", "gamma", "select", "fourier"])
+def test_w_phi_refuses_removed_and_unknown_settings(setup, key):
+    """The study variants removed from ``fit`` (docs/decisions/latent_importance.md) are unknown
+    settings: one TypeError naming the keyword, before any work."""
+    gen, data = setup
+    with pytest.raises(TypeError, match=f"unknown setting '{key}'"):
+        LatentImportanceNetwork(2).fit(gen, data, progress=False, **{key: 1})
+
+
+def test_w_phi_checkpoint_saved_with_fourier_keys_still_loads():
+    """Checkpoints written before the Fourier features were removed carry ``fourier=0``,
+    ``fourier_scale`` and an empty ``fourier_B`` buffer: they load (as ``load_module`` does it:
+    ``cls(**config)``, then a strict ``load_state_dict``) and give the same weights; a nonzero
+    ``fourier`` is refused."""
+    torch.manual_seed(0)
+    saved = LatentImportanceNetwork(2, hidden=16, layers=3, m=2.5)
+    state = {**saved.state_dict(), "fourier_B": torch.zeros(2, 0)}
+    loaded = LatentImportanceNetwork(**saved.config(), fourier=0, fourier_scale=1.0)
+    loaded.load_state_dict(state)
+    z = torch.randn(100, 2)
+    assert torch.equal(loaded(z), saved(z)) and loaded.config() == saved.config()
+    with pytest.raises(ValueError, match="fourier"):
+        LatentImportanceNetwork(2, fourier=8)
+
+
 class NaNGenerator(Generator):
     def forward(self, z):
         x = z.clone()
@@ -217,21 +242,21 @@ def test_calibrate_needs_data_inputs(setup):
 
 
 def test_check_rule_counts_standard_errors():
-    from genrefine.weights.latent_importance import _confirms
+    from genrefine.weights.latent_importance import confirms
 
     initial = [1.0] * 8
     gains = np.array([0.03, -0.01, 0.02, 0.0, 0.015, -0.005, 0.01, 0.02])  # mean 0.01, se ≈ 0.0049: t ≈ 2.04
     selected = list(np.array(initial) - gains)
-    assert _confirms(selected, initial) and _confirms(selected, initial, 2.0)
-    assert not _confirms(selected, initial, 2.5)
-    assert not _confirms(list(np.array(initial) + gains), initial)  # a loss never passes
+    assert confirms(selected, initial) and confirms(selected, initial, 2.0)
+    assert not confirms(selected, initial, 2.5)
+    assert not confirms(list(np.array(initial) + gains), initial)  # a loss never passes
 
 
 def test_accepted_emd_scores_what_latent_rejection_delivers():
-    """``_accepted_emd`` takes the points latent rejection accepts from a pool: they follow the
+    """``accepted_emd`` takes the points latent rejection accepts from a pool: they follow the
     reweighted distribution (known tilt), two equal weight functions score identically (common
     random numbers), and the truth of the tilted target scores closer than the base's does."""
-    from genrefine.weights.latent_importance import _accepted_emd, accepted_indices, pool_factor
+    from genrefine.weights.latent_importance import accepted_emd, accepted_indices, pool_factor
 
     torch.manual_seed(1)
     m, n = 3.0, 2000
@@ -244,11 +269,11 @@ def test_accepted_emd_scores_what_latent_rejection_delivers():
     assert float(pool[acc, 0].mean()) == pytest.approx(float((wb * big[:, 0]).sum() / wb.sum()), abs=0.05)
     target = big[torch.multinomial(wb, n, replacement=True)] + 0.0
     base = torch.randn(n, 2)
-    assert _accepted_emd(target, pool, w, m) == _accepted_emd(target, pool, w.clone(), m)
-    assert _accepted_emd(target, pool, w, m) < _accepted_emd(base, pool, w, m) - 0.03
+    assert accepted_emd(target, pool, w, m) == accepted_emd(target, pool, w.clone(), m)
+    assert accepted_emd(target, pool, w, m) < accepted_emd(base, pool, w, m) - 0.03
     flat = torch.ones(len(pool))
-    assert _accepted_emd(target, pool, w, m) < _accepted_emd(target, pool, flat, m) - 0.03
-    assert _accepted_emd(target, pool, torch.zeros(len(pool)), m) == math.inf
+    assert accepted_emd(target, pool, w, m) < accepted_emd(target, pool, flat, m) - 0.03
+    assert accepted_emd(target, pool, torch.zeros(len(pool)), m) == math.inf
 
 
 def test_crossfit_with_transport_weights_keeps_what_latent_rejection_delivers_best(setup):

@@ -32,7 +32,15 @@ from genrefine.validation import check_positive
 def transport_weights(x_gen: Tensor, x_real: Tensor, m: float) -> Tensor:
     """Weights ``w`` (shape ``(N,)``, each in ``[0, m]``, mean 1) of the reweighting of ``x_gen``
     closest to the empirical measure of ``x_real`` in exact W1 (Euclidean cost). Needs
-    ``m >= 1``; at ``m = 1`` every weight is 1."""
+    ``m >= 1``; at ``m = 1`` every weight is 1.
+
+    The linear program, with ``C_ij = |x_i - y_j|`` and a sink column ``s`` of zero cost::
+
+        min_P  Σ_ij P_ij C_ij   s.t.  Σ_j P_ij + P_is = 1/N,  Σ_i P_ij = 1/(m M),  Σ_i P_is = (m-1)/m,  P >= 0
+
+    and ``w_i = m N Σ_j P_ij``. (POT's ``ot.partial.partial_wasserstein`` solves the same problem
+    with an extra zero-mass row; its weights agree with these only to about 1e-14, so seeded fits
+    would not repeat, and the sink is built here.)"""
     check_positive(m, "m")
     if m < 1:
         raise ValueError(f"m must be >= 1 for weights of mean 1 bounded by m, got {m}")
@@ -58,11 +66,9 @@ def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int
 
     Each pass shuffles ``data`` into chunks of ``chunk`` rows; each chunk meets ``chunk`` fresh
     generated points and :func:`transport_weights` gives their weights. ``net`` is then fitted to
-    ``(z_i, w_i)`` by least squares (Adam, cosine schedule), so it learns ``E[w | z]``. Measured on
-    the saved benchmark bases (5 passes over 65k rows, 4 x 32 net; gain of latent rejection's
-    accepted points over the base on 16 fresh parts of 2000): swiss roll 0.0039 ± 0.0017, 25
-    Gaussians 0.0093 ± 0.0023; with 1 pass, -0.0011 and -0.0021 (the regression has too few
-    targets). Returns the fit's statistics."""
+    ``(z_i, w_i)`` by least squares (:func:`regress_epochs`), so it learns ``E[w | z]``. One pass
+    gives too few targets (0-or-m values) and learns a blur; five passes are the preset
+    (docs/decisions/latent_importance.md). Returns the fit's statistics."""
     check_positive(passes, "passes")
     check_positive(chunk, "chunk")
     dev = next(net.parameters()).device
@@ -81,17 +87,31 @@ def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int
             bar.update(1)
     bar.close()
     z, w = torch.cat(zs), torch.cat(ws)
+    regress_epochs(net, z, w, epochs, batch_size, lr)
+    with torch.no_grad():
+        pred = torch.cat([net(c) for c in z.split(100_000)])
+    return {"pairs": int(len(w)), "passes": int(passes), "chunk": size, "epochs": int(epochs),
+            "used_fraction": float((w > 0).float().mean()), "mse": float((pred - w).pow(2).mean()),
+            "weight_sd": float(pred.std())}
+
+
+def regress_epochs(net: nn.Module, x: Tensor, target: Tensor, epochs: int, batch_size: int = 2000,
+                   lr: float = 1e-3) -> nn.Module:
+    """Fit ``net(x_i) ≈ target_i`` by mean squared error: ``epochs`` shuffled passes of
+    ``len(x) // batch_size`` batches, Adam with a cosine schedule to zero. Returns ``net`` in
+    eval mode with its parameters frozen. (The latent weight nets' regression: transport weights
+    here, a teacher's weights in the latent-importance distillation.)"""
     for p in net.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    n_b = max(1, len(w) // int(batch_size))
+    n_b = max(1, len(target) // int(batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(epochs) * n_b)
     net.train()
     for _ in range(int(epochs)):
-        perm = torch.randperm(len(w), device=dev)
+        perm = torch.randperm(len(target), device=x.device)
         for b in range(n_b):
             i = perm[b * batch_size:(b + 1) * batch_size]
-            loss = (net(z[i]) - w[i]).pow(2).mean()
+            loss = (net(x[i]) - target[i]).pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -99,8 +119,4 @@ def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
-    with torch.no_grad():
-        pred = torch.cat([net(c) for c in z.split(100_000)])
-    return {"pairs": int(len(w)), "passes": int(passes), "chunk": size, "epochs": int(epochs),
-            "used_fraction": float((w > 0).float().mean()), "mse": float((pred - w).pow(2).mean()),
-            "weight_sd": float(pred.std())}
+    return net
