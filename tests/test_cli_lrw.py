@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from genrefine.checkpoint import save_generator
+from genrefine.api import save_generator
 from genrefine.cli import main
 from genrefine.generators import RealNVPGenerator
 from genrefine.pipeline import run_refinement
@@ -86,13 +86,13 @@ def test_lrw_end_to_end_layout_metrics_and_sampling(tmp_path, capsys):
     # a saved WGAN-GP base is a generator like any other; its critic can seed another run
     code = main(["sample", "--model", str(out / "models" / "base"), "--n", "500", "--out", str(tmp_path / "s.npy")])
     assert code == 0 and np.load(tmp_path / "s.npy").shape == (500, 2)
-    from genrefine.checkpoint import load_critic
+    from genrefine.api import load_critic
 
     crit = load_critic(str(out / "models" / "critic"))
     assert crit.data_dim == 2
     import torch
 
-    from genrefine.checkpoint import load_latent_importance
+    from genrefine.api import load_latent_importance
 
     w_phi = load_latent_importance(str(out / "models" / "w_phi"))
     z = torch.randn(100, 2)

@@ -2,10 +2,13 @@
 
     genrefine refine --data gaussians4 --methods base,dctr,rejection,hmc,laser,laser-flow --out runs/g4
     genrefine refine --data swissroll --base wgan-gp --methods base,latentrs,latentga,latentrsga,drs,mhgan,sir,dot --out runs/sr
+    genrefine refine --data mine.npy --base python:my_model.py:generator --latent-dim 8 --set classifier.epochs=10 --out runs/mine
     genrefine sample --model runs/g4/models/laser --n 100000 --out laser.npy
+    genrefine sample --model runs/mine/models/laser --base python:my_model.py:generator --n 1000 --out mine.npy
     genrefine demo
 
-Bad input ends with one ``error: ...`` line on stderr and exit code 2, never a traceback.
+A user's mistake or the machine's state (a file, memory, a device) ends with one
+``error: ...`` line on stderr and exit code 2, never a traceback; Ctrl-C exits with 130.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import os
 import sys
 
 from genrefine.pipeline import BASE_FAMILIES, LASER_METHODS, METHODS
+
+SUITE_COLUMNS = ("energy", "exact_emd", "precision", "recall", "c2st_auc", "frechet_features", "precision_features",
+                 "recall_features", "hist_jsd", "hist_emd")
 
 
 def _positive_int(s: str) -> int:
@@ -27,27 +33,54 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _fraction(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{s}'") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {s}")
+    return v
+
+
+def _shape(s: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in s.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (or D) as integers, got '{s}'") from None
+    if len(shape) not in (1, 3) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (or D) of positive integers, got '{s}'")
+    return shape
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2 (argparse's own code)
         sys.stderr.write(f"error: {message}\n")
         sys.exit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="genrefine", description="Refine a trained generative model after the fact (LaSeR and friends).")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    r = sub.add_parser("refine", help="fit a base generator, refine it with every method, score and save")
+def _refine_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--data", required=True,
-                   help="built-in set (gaussians4, double_donut, rings3, moons, swissroll, gaussians25) or a .npy/.npz/.csv file")
+                   help="built-in set (gaussians4, double_donut, rings3, moons, swissroll, gaussians25, digits) or a "
+                        ".npy/.npz/.csv file or MNIST IDX file; rows (n, D), (n, H, W) or (n, C, H, W)")
     r.add_argument("--key", default=None, help="array name inside a .npz file (default: the first)")
+    r.add_argument("--data-shape", type=_shape, default=None,
+                   help="C,H,W of one row when the data or the model's output is flat but images (e.g. 1,28,28)")
+    r.add_argument("--holdout", type=_fraction, default=0.2,
+                   help="fraction of a file's rows kept aside as held-out truth (halved: truth and its floor)")
     r.add_argument("--methods", default=None,
                    help=f"comma-separated subset of {','.join(METHODS)} (default: every LaSeR method for a realnvp "
-                        "base, every latent reweighting method for a wgan-gp base)")
-    r.add_argument("--base", default="realnvp", choices=list(BASE_FAMILIES), help="base generator family to train")
+                        "base, every latent reweighting method for a wgan-gp base; for a python: base those it "
+                        "can serve of base,dctr,rejection,sir-dctr,hmc,laser,laser-flow)")
+    r.add_argument("--base", default="realnvp",
+                   help="base generator: a family to train (realnvp, wgan-gp) or your own model, "
+                        "python:FILE.py:NAME (an nn.Module, a factory, a function z -> x, or a simulator "
+                        "f(z, rng)); your file is run because you ask for it")
+    r.add_argument("--latent-dim", type=_positive_int, default=None,
+                   help="latent dimension of a python: base (default: its latent_dim attribute)")
     r.add_argument("--base-model", default=None,
                    help="refine this saved generator (a models/<name> directory) instead of training one; "
-                        "its family must match --base")
+                        "its family must match --base (a python: base: the model it was built on)")
     r.add_argument("--critic", default=None, help="a saved critic (models/critic) to start w_phi, DOT and the "
                                                   "discriminator from; default: the base's own, or a new one")
     r.add_argument("--m", type=float, default=None, help="w_phi's soft-clipping bound m (latentRS accepts with w/m)")
@@ -56,22 +89,36 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--w-inputs", choices=["latent", "data"], default=None,
                    help="who plays w_phi's game: w_phi(z) itself, or a data-space h(G(z)) distilled into "
                         "w_phi afterwards (the quick preset's default)")
-    r.add_argument("--scoring", default="auto", choices=["auto", "laser", "lrw", "all"],
-                   help="laser: histogram JSD/EMD; lrw: exact EMD and precision/recall with 97%% intervals and "
-                        "inference cost; auto: lrw when a latent reweighting method or a wgan-gp base is used")
+    r.add_argument("--scoring", default="auto", choices=["auto", "laser", "lrw", "all", "suite"],
+                   help="laser: 2-D histogram JSD/EMD; lrw: exact EMD and precision/recall with 97%% intervals and "
+                        "inference cost; suite: every score that fits the dimension, with floors; auto: suite for "
+                        "D != 2 or a python: base, else lrw for latent reweighting or a wgan-gp base, else laser")
     r.add_argument("--preset", default="quick", choices=["quick", "paper"])
+    r.add_argument("--set", dest="set", action="append", default=[], metavar="SECTION.PARAM=VALUE",
+                   help="override one setting of the preset, e.g. --set classifier.epochs=10 (repeatable; "
+                        "a method's name is its section: --set hmc.burn_in=100)")
+    r.add_argument("--config", default=None, metavar="FILE.json",
+                   help="settings file {section: {param: value}}; --set is applied over it")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--n-samples", type=_positive_int, default=200_000, help="unweighted samples per method")
     r.add_argument("--iterations", type=_positive_int, default=1, help="refine the refined generator K times")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    r.add_argument("--out", required=True, help="output directory")
+    r.add_argument("--out", required=True, help="output directory (a run directory: locked while the run lives)")
     r.add_argument("--resume", action="store_true", help="continue training from the checkpoints in OUT/checkpoints")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
 
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="genrefine", description="Refine a trained generative model after the fact (LaSeR and friends).")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _refine_arguments(sub.add_parser("refine", help="fit or take a base generator, refine it with every method, "
+                                                    "score, rank and save"))
     s = sub.add_parser("sample", help="draw samples from a saved (refined) generator")
     s.add_argument("--model", required=True, help="a model directory, e.g. OUT/models/laser")
+    s.add_argument("--base", default=None,
+                   help="python:FILE.py:NAME: the model the checkpoint was built on (needed when it was)")
     s.add_argument("--n", type=_positive_int, required=True)
-    s.add_argument("--out", required=True, help="output .npy file")
+    s.add_argument("--out", required=True, help="output .npy file (flat rows (n, D))")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
 
@@ -81,6 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--n-samples", type=_positive_int, default=200_000)
     return p
+
+
+# ---- tables -----------------------------------------------------------------------------------
+def _columns(rows: list[tuple]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def format_lrw_table(metrics: dict) -> str:
@@ -102,22 +157,59 @@ def format_lrw_table(metrics: dict) -> str:
         rows.append((m, fmt(lrw["emd"]), fmt(lrw["precision"], 3), fmt(lrw["recall"], 3), ms, ratio))
     rows.append(("real vs real", fmt(first["emd"]["floor"]), fmt(first["precision"]["floor"], 3),
                  fmt(first["recall"]["floor"], 3), "", ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    lines.append(f"(n = {first['n']} points per evaluation, {first['repeats']} evaluations, k = {first['k']})")
+    return _columns(rows) + f"\n(n = {first['n']} points per evaluation, {first['repeats']} evaluations, k = {first['k']})"
+
+
+def format_suite_table(metrics: dict) -> str:
+    """Every score of the any-dimension suite, one row per method, the truth floor below."""
+    scores = metrics["scores"]
+    cols = [c for c in SUITE_COLUMNS if any(c in s for s in scores.values())]
+    rows = [("method", *cols)]
+    for m, s in scores.items():
+        rows.append((m, *(f"{s[c]['value']:.4g}" if c in s else "-" for c in cols)))
+    first = next(iter(scores.values()))
+    rows.append(("truth floor", *(f"{first[c]['floor']:.4g}" if c in first else "-" for c in cols)))
+    return (_columns(rows) + "\n(lower is better for distances, higher for precision/recall; c2st_auc: 0.5 is "
+            "indistinguishable)")
+
+
+def format_ranking(metrics: dict) -> str:
+    """Which method to use: the ranking on held-out truth and the recommended method."""
+    r = metrics.get("ranking")
+    if not r:
+        return ""
+    better = {"lower": "lower is better", "higher": "higher is better", "half": "closest to 0.5 is best"}
+    parts = [f"{e['method']} {e['value']:.4g}" + ("" if e["gap_closed"] is None else f" ({100 * e['gap_closed']:.0f}%)")
+             for e in r["ranking"]]
+    lines = [f"ranking by {r['key']} on held-out truth ({better[r['direction']]}; truth floor "
+             f"{r['ranking'][0]['floor']:.4g}; % of the base's distance to the floor closed):",
+             "  " + ", ".join(parts)]
+    rec = r["recommended"]
+    note = f" (no method beat the base on {r['key']})" if rec == "base" and len(r["ranking"]) > 1 else ""
+    lines.append(f"recommended: {rec}{note}")
     return "\n".join(lines)
 
 
 def format_table(metrics: dict) -> str:
-    """The score table: each score with the truth-against-truth floor, and timings."""
+    """The score table (each score with the truth-against-truth floor), the ranking and the
+    recommended method, the classifier's held-out checks, and timings."""
     first = next(iter(metrics["scores"].values()))
-    if "jsd_prob" not in first:
+    if metrics.get("scoring") == "suite":
+        lines = [format_suite_table(metrics)]
+    elif "jsd_prob" not in first:
         lines = [format_lrw_table(metrics)]
     else:
         lines = [_format_laser_table(metrics)]
         if "lrw" in first:
             lines += ["", format_lrw_table(metrics)]
+    ranking = format_ranking(metrics)
+    if ranking:
+        lines += ["", ranking]
+    clf = (metrics.get("diagnostics") or {}).get("classifier")
+    if isinstance(clf, dict) and clf.get("auc") is not None:
+        flag = f"; DEGENERATE weights: {clf['reason']}" if clf.get("degenerate") else ""
+        lines.append(f"classifier on held-out rows: BCE {clf['bce']:.4g}, AUC {clf['auc']:.4f}, mean weight "
+                     f"{clf['mean_weight']:.3g}, ESS {100 * clf['ess_fraction']:.1f}%{flag}")
     t = metrics["timings_seconds"]
     lines.append("")
     lines.append("seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in t.items()))
@@ -128,77 +220,151 @@ def format_table(metrics: dict) -> str:
 
 
 def _format_laser_table(metrics: dict) -> str:
+    keys = ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy")
     rows = [("method", "JSD", "EMD", "JSD(paper)", "EMD(paper)", "exact EMD", "energy")]
     for m, s in metrics["scores"].items():
-        rows.append((m, *(f"{s[k]['value']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
+        rows.append((m, *(f"{s[k]['value']:.4g}" for k in keys)))
     first = next(iter(metrics["scores"].values()))
-    rows.append(("truth floor", *(f"{first[k]['floor']:.4g}" for k in ("jsd_prob", "emd_prob", "jsd_paper", "emd_paper", "exact_emd", "energy"))))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    rows.append(("truth floor", *(f"{first[k]['floor']:.4g}" for k in keys)))
+    return _columns(rows)
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def _settings(args) -> dict:
+    """``--config`` then ``--set`` (a later one wins), as one nested dict."""
+    from genrefine.settings import assignments_to_dict, merge, read_settings_file
+
+    return merge(read_settings_file(args.config) if args.config else {}, assignments_to_dict(args.set))
+
+
+def _user_base(args):
+    """The user's model of ``--base python:FILE.py:NAME`` as a generator (a function of
+    ``(z, rng)`` is a simulator: hidden randomness besides z)."""
+    from genrefine.generators.adapters import as_generator
+    from genrefine.usercode import is_simulator, load_user_object
+
+    obj = load_user_object(args.base)
+    if args.latent_dim is None and getattr(obj, "latent_dim", None) is None:
+        raise ValueError(f"--base {args.base}: give --latent-dim D (the model has no latent_dim attribute)")
+    return obj, as_generator(obj, latent_dim=args.latent_dim, data_shape=args.data_shape,
+                             stochastic=is_simulator(obj))
+
+
+def _base_of(args, dev):
+    """``(base generator or None, family)`` from --base, --latent-dim, --base-model."""
+    from genrefine.api import load_generator
+
+    if args.base.startswith("python:"):
+        obj, gen = _user_base(args)
+        if args.base_model:
+            return load_generator(args.base_model, device=dev, base=obj), gen.family
+        return gen, gen.family
+    if args.base not in BASE_FAMILIES:
+        raise ValueError(f"--base {args.base!r}: choose {', '.join(BASE_FAMILIES)} or python:FILE.py:NAME")
+    if args.latent_dim is not None:
+        raise ValueError("--latent-dim is for a python: base; a wgan-gp base's is set by --set wgan.latent_dim=D")
+    if args.base_model:
+        return load_generator(args.base_model, device=dev, family=args.base), args.base
+    return None, args.base
 
 
 def _refine(args) -> int:
-    from genrefine.pipeline import run_refinement
+    from genrefine.api import load_critic
+    from genrefine.data import DATASETS
+    from genrefine.experiments.config import build_config
+    from genrefine.experiments.run import check_device, default_methods, run_refinement
 
-    methods = args.methods
-    if methods is None:
-        methods = ",".join(LASER_METHODS) if args.base == "realnvp" else "base,latentrs,latentga,latentrsga,drs,mhgan,sir,dot"
-    from genrefine.checkpoint import load_critic, load_generator
-    from genrefine.validation import resolve_device
-
+    settings = _settings(args)
+    family = args.base if args.base in BASE_FAMILIES else "realnvp"
+    build_config(args.preset, args.data if args.data in DATASETS else None, family, settings=settings)  # checked first
+    dev = check_device(args.device)
+    base, family = _base_of(args, dev)
+    methods = args.methods if args.methods is not None else ",".join(default_methods(base or family))
+    critic = load_critic(args.critic, device=dev) if args.critic else None
     w_fit = {k: getattr(args, k) for k in ("lambda1", "lambda2") if getattr(args, k) is not None}
-    base = critic = None
-    if args.base_model:
-        base = load_generator(args.base_model, device=resolve_device(args.device), family=args.base)
-    if args.critic:
-        critic = load_critic(args.critic, device=resolve_device(args.device))
+    w_phi = ({"m": args.m, "inputs": args.w_inputs, "fit": w_fit}
+             if (args.m is not None or w_fit or args.w_inputs) else None)
     res = run_refinement(args.data, methods=methods, preset=args.preset, seed=args.seed,
                          n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
-                         key=args.key, progress=not args.quiet, resume=args.resume, base_family=args.base,
-                         scoring=args.scoring, base=base, critic=critic,
-                         w_phi={"m": args.m, "inputs": args.w_inputs, "fit": w_fit}
-                         if (args.m is not None or w_fit or args.w_inputs) else None)
+                         key=args.key, holdout=args.holdout, progress=not args.quiet, resume=args.resume,
+                         base_family=family, scoring=args.scoring, base=base, critic=critic, w_phi=w_phi,
+                         data_shape=args.data_shape, settings=settings or None)
     print(format_table(res.metrics))
     print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0
 
 
+def _check_out_file(out: str) -> None:
+    """Refuse, before any work, an output file that cannot be written."""
+    if os.path.isdir(out):
+        raise ValueError(f"--out {out}: is a directory; name a .npy file")
+    if not out.endswith(".npy"):
+        raise ValueError(f"--out {out}: expected a .npy file name")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise ValueError(f"--out {out}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(out) and not os.access(out, os.W_OK)):
+        raise ValueError(f"--out {out}: not writable (permission denied)")
+
+
 def _sample(args) -> int:
+    import numpy as np
     import torch
 
-    from genrefine.checkpoint import atomic_save_npy, load_generator
-    from genrefine.validation import resolve_device
+    from genrefine.api import load_generator
+    from genrefine.checkpoint import atomic_save_npy
+    from genrefine.experiments.run import check_device, check_memory
+    from genrefine.usercode import load_user_object
 
-    if not args.out.endswith(".npy"):
-        raise ValueError(f"--out {args.out}: expected a .npy file name")
-    gen = load_generator(args.model, device=resolve_device(args.device))
+    _check_out_file(args.out)
+    dev = check_device(args.device)
+    user = load_user_object(args.base) if args.base else None
+    gen = load_generator(args.model, device=dev, base=user)
+    check_memory(1, args.n, gen.data_dim, gen.latent_dim)
     torch.manual_seed(args.seed)
     x = gen.sample(args.n).cpu().numpy()
+    if not np.isfinite(x).all():
+        raise ValueError(f"{args.model}: the generator produced NaN or inf samples; nothing was written")
     atomic_save_npy(args.out, x)
-    print(f"wrote {args.n} samples of shape {x.shape} from {args.model} to {args.out}")
+    shape = tuple(getattr(gen, "data_shape", (gen.data_dim,)))
+    print(f"wrote {args.n} samples of shape {x.shape} (rows of shape {shape}) from {args.model} to {args.out}")
     return 0
 
 
 def _demo(args) -> int:
-    args.data, args.methods, args.preset, args.iterations = "gaussians4", ",".join(LASER_METHODS), "quick", 1
-    args.base, args.scoring = "realnvp", "auto"
-    args.base_model = args.critic = args.m = args.lambda1 = args.lambda2 = args.w_inputs = None
-    args.key, args.resume, args.quiet = None, False, False
-    return _refine(args)
+    argv = ["refine", "--data", "gaussians4", "--methods", ",".join(LASER_METHODS), "--preset", "quick",
+            "--out", args.out, "--device", args.device, "--seed", str(args.seed), "--n-samples", str(args.n_samples)]
+    return _refine(build_parser().parse_args(argv))
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of an exception as one line (an OSError names its file and its reason)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    elif isinstance(exc, MemoryError):
+        text = f"out of memory ({exc})" if str(exc) else "out of memory; lower --n-samples or the batch sizes"
+    else:
+        text = str(exc) or type(exc).__name__
+    return " ".join(text.split())
+
+
+def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return (MemoryError,) + ((oom,) if oom is not None else ())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
-    except ValueError as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
+    except (ValueError, TypeError, OSError) + _out_of_memory_errors() as exc:
+        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        return 2
 
 
 if __name__ == "__main__":

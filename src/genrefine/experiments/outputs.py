@@ -1,5 +1,7 @@
 """Writing a run's results: samples, latents, models, figures, then ``metrics.json`` (last, so
-its presence means the run is complete); every file written atomically."""
+its presence means the run is complete); every file written atomically. The run writes them
+into its run directory's staging folder and commits them all at once
+(:class:`~genrefine.experiments.rundir.RunDirectory`)."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def write_outputs(res: "RefinementResult", out: str) -> None:
     """``samples/<method>.npy``, ``latents/<method>.npy``, ``samples/<method>_weights.npy`` for
-    weighted methods, ``models/<name>/``, ``figures/``, then ``metrics.json``."""
-    from genrefine.plotting import refinement_figure
+    weighted methods, ``models/<name>/``, ``figures/`` (those that fit the data's dimension,
+    :func:`~genrefine.plotting.figures_for`), then ``metrics.json``."""
+    from genrefine.plotting import figures_for
 
     for sub in ("samples", "latents", "models", "figures"):
         os.makedirs(os.path.join(out, sub), exist_ok=True)
@@ -35,7 +38,7 @@ def write_outputs(res: "RefinementResult", out: str) -> None:
         atomic_save_npy(os.path.join(out, "samples", f"{mth}_weights.npy"), w.astype(np.float32))
     for name, model in res.models.items():
         save_model(model, os.path.join(out, "models", name))
-    refinement_figure(res, os.path.join(out, "figures"))
+    figures_for(res, os.path.join(out, "figures"), data_shape=getattr(res, "data_shape", None))
     atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(jsonable(res.metrics), indent=2))
 
 

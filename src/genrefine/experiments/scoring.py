@@ -1,6 +1,8 @@
 """Scores of a run: the LaSeR histogram scores with their floors, the latent reweighting paper's
-exact EMD and k-NN precision / recall with 97 % intervals, sampling rates and the inference cost
-per delivered sample."""
+exact EMD and k-NN precision / recall with 97 % intervals, the any-dimension suite
+(:func:`~genrefine.metrics.score_suite`), the ranking that says which method to use, the rows
+each scoring needs (checked before training), sampling rates and the inference cost per
+delivered sample."""
 
 from __future__ import annotations
 
@@ -12,8 +14,91 @@ import torch
 
 from genrefine import metrics as M
 from genrefine.generators.base import Generator
-from genrefine.metrics import exact_emd
+from genrefine.metrics import FeatureNet, exact_emd, rank_methods, score_suite
 from genrefine.metrics.precision_recall import mean_interval, precision_recall
+
+#: scorings a run can ask for (``auto`` is resolved by the run)
+SCORINGS = ("auto", "laser", "lrw", "all", "suite")
+#: fewest rows of each sample any score is computed on (k-NN balls with k = 3 need a few more)
+MIN_SCORE_ROWS = 10
+
+
+def check_score_rows(scoring: str, n_truth: int, n_samples: int, ev: dict, dim: int, from_file: bool) -> None:
+    """Refuse, before any training, a scoring the data cannot serve: histogram scorings need
+    2-D data; every scoring needs ``MIN_SCORE_ROWS`` rows in each truth half and in each
+    method's samples; ``lrw`` needs ``n x repeats`` rows of each, with ``n = min(evaluation.n,
+    n_samples // repeats)`` (as :func:`score_lrw` is called by the run). ``n_truth`` is the
+    rows of each truth half; ``from_file``: the truth is held out of the data (not drawn)."""
+    if scoring in ("laser", "all") and dim != 2:
+        raise ValueError(f"scoring {scoring}: histogram scores need 2-D data, this data is {dim}-D; "
+                         "use --scoring suite (any dimension) or auto")
+    if n_samples < MIN_SCORE_ROWS:
+        raise ValueError(f"n-samples: scoring needs at least {MIN_SCORE_ROWS} samples per method, got {n_samples}")
+    more_truth = ("raise --holdout (the held-out fraction) or give more rows" if from_file
+                  else "raise --n-samples")
+    if n_truth < MIN_SCORE_ROWS:
+        raise ValueError(f"data: scoring needs at least {MIN_SCORE_ROWS} held-out truth rows per half, the split "
+                         f"gives {n_truth}; {more_truth}")
+    if scoring not in ("lrw", "all"):
+        return
+    repeats = int(ev["repeats"])
+    n = min(int(ev["n"]), n_samples // repeats)
+    if n < MIN_SCORE_ROWS:
+        raise ValueError(f"scoring lrw: {repeats} evaluations of n = {n} points (n-samples {n_samples} // repeats); "
+                         f"raise --n-samples to at least {MIN_SCORE_ROWS * repeats} or lower evaluation.repeats "
+                         "(--set evaluation.repeats=K)")
+    if n_truth < n * repeats:
+        fit = max(n_truth // repeats, 0)
+        raise ValueError(f"scoring lrw: {repeats} evaluations of n = {n} fresh truth points need {n * repeats} "
+                         f"held-out rows per half, the data gives {n_truth}; lower the evaluation size "
+                         f"(--set evaluation.n={fit}, or --n-samples {fit * repeats}), "
+                         "or use --scoring suite (it scores on the rows there are)")
+
+
+def score_methods_suite(truth: np.ndarray, truth_ind: np.ndarray, samples: dict, weights: dict, methods: list[str],
+                        data_shape, seed: int = 0, device=None) -> dict:
+    """:func:`score_suite` for every method against the same truth rows: one
+    :class:`~genrefine.metrics.FeatureNet` fitted on ``truth`` for images, passed to every
+    method; the first method's floors (the base's, when it ran) reused by the others."""
+    shape = tuple(int(v) for v in data_shape)
+    features = FeatureNet(shape, seed=seed, device=device).fit(truth) if len(shape) == 3 else None
+    scores, floors = {}, None
+    for m in methods:
+        scores[m] = score_suite(truth, truth_ind, samples[m], data_shape=shape, weights=weights.get(m),
+                                features=features, seed=seed, device=device, floors=floors)
+        floors = floors or scores[m]
+    return scores
+
+
+def ranking_key(scoring: str, data_shape) -> str:
+    """The score a run ranks its methods by: the exact EMD of the latent reweighting protocol
+    (``lrw``), the features' Frechet distance for images (``suite``), else the energy distance."""
+    if scoring == "lrw":
+        return "exact_emd"
+    if scoring == "suite" and len(tuple(data_shape)) == 3:
+        return "frechet_features"
+    return "energy"
+
+
+def rank_run(scores: dict, scoring: str, data_shape) -> dict:
+    """Every method of a run ordered by :func:`ranking_key` (best first, on held-out truth), with
+    the share of the base's distance to its floor that each closes, and the method to use:
+    ``{"key", "direction", "ranking", "best", "base", "best_beats_base", "recommended"}``.
+
+    ``recommended`` is the best method when it beats the base, else ``"base"`` (no refinement
+    helped at this resolution)."""
+    key = ranking_key(scoring, data_shape)
+    if scoring == "lrw":  # the mean over evaluations, beside the mean of the floors
+        view = {m: {key: {"value": s["lrw"]["emd"]["mean"], "floor": s["lrw"]["emd"]["floor"]["mean"],
+                          "n": s["lrw"]["n"] * s["lrw"]["repeats"]}} for m, s in scores.items()}
+    else:
+        view = scores
+    if key == "frechet_features" and not any(key in s for s in view.values()):
+        key = "c2st_auc"
+    out = rank_methods(view, key=key)
+    beats = out["best_beats_base"]
+    out["recommended"] = out["best"] if beats or beats is None else "base"
+    return out
 
 
 def score_sample(truth, truth_ind, sample, weights=None, hist_range=None, exact_n: int = 3000,
