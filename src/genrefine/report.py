@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from genrefine.experiments.outputs import jsonable
+
 
 @dataclass(frozen=True)
 class Score:
@@ -72,7 +74,7 @@ class Report:
                 "scores": {m: {k: {"value": s.value, "floor": s.floor, "n": s.n} for k, s in sc.items()}
                            for m, sc in self.scores.items()},
                 "gap_closed": {m: self.gap_closed(m) for m in self.methods},
-                "diagnostics": _jsonable(self.diagnostics), "timings": _jsonable(self.timings)}
+                "diagnostics": jsonable(self.diagnostics), "timings": jsonable(self.timings)}
 
     def summary(self) -> str:
         """A table a person reads: each score per method, the floor row, the ranking."""
@@ -94,17 +96,3 @@ def _fmt(s: Score | None, floor: bool = False) -> str:
         return "-"
     v = s.floor if floor else s.value
     return "-" if v is None or not math.isfinite(v) else f"{v:.4g}"
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return obj
