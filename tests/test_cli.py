@@ -14,6 +14,9 @@ from genrefine.pipeline import run_refinement
 
 from .test_data import _bad_files
 
+# tiny models: one intra-op thread (two thrash on a busy 2-core machine: 10x slower measured)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_bad_data_files_exit_2_and_write_nothing(tmp_path, capsys):
     bad = _bad_files(tmp_path)
@@ -71,6 +74,8 @@ def test_end_to_end_layout_and_sampling(tmp_path, capsys):
     s = metrics["scores"]["base"]["jsd_paper"]
     assert s["value"] > 0 and s["floor"] > 0
     assert (out / "figures" / "refinement.png").exists()
+    assert metrics["scoring"] == "laser" and metrics["ranking"]["key"] == "energy"  # the 2-D benchmark's scores
+    assert metrics["ranking"]["recommended"] in metrics["methods"] and (out / "run.json").exists()
     assert len(metrics["diagnostics"]["laser"]["iterations"]) == 2
     assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["rejection"]["acceptance_rate"] <= 1
     assert 0.5 < metrics["diagnostics"]["laser"]["iterations"][1]["data_rejection"]["acceptance_rate"] <= 1

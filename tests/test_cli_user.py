@@ -13,6 +13,9 @@ import pytest
 
 from genrefine.cli import main
 
+# tiny models: one intra-op thread (two thrash on a busy 2-core machine: 10x slower measured)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 USER_FILE = textwrap.dedent("""
     import numpy as np
     import torch

@@ -164,7 +164,7 @@ def test_default_methods_follow_what_the_base_offers():
 
 
 def test_non_finite_outputs_are_never_written(tmp_path, monkeypatch):
-    def nan_method(ctx, names):
+    def nan_method(ctx, names, **kw):
         z = torch.zeros(ctx.n_samples, 16)
         x = torch.full((ctx.n_samples, 16), float("nan"))
         return {"dctr": MethodResult(z=z, x=x)}
@@ -193,3 +193,20 @@ def test_rerun_holds_only_the_new_run_and_resume_checks_the_data(tmp_path):
     with pytest.raises(ValueError, match="cannot resume"):
         run_refinement(two_modes_16d(300, seed=5), methods="base,dctr", resume=True, **kw)
     assert json.loads((out / "metrics.json").read_text())["methods"] == ["base", "dctr"]  # the old run stands
+
+
+def test_a_method_that_refuses_is_left_out_of_the_comparison(tmp_path, monkeypatch):
+    from genrefine.methods import METHODS
+
+    def refuse(self, ctx, **params):
+        raise ValueError("sir-dctr: acceptance below 1e-6 (degenerate weights)")
+
+    monkeypatch.setattr(METHODS["sir-dctr"], "fit", refuse)
+    out = tmp_path / "o"
+    with pytest.warns(UserWarning, match="sir-dctr left out of the comparison"):
+        res = run_refinement(two_modes_16d(300), methods="base,dctr,sir-dctr", base=wide_gaussian(), n_samples=200,
+                             out=str(out), progress=False, settings={"classifier": {"epochs": 1}})
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["failed"] == {"sir-dctr": "sir-dctr: acceptance below 1e-6 (degenerate weights)"}
+    assert set(m["scores"]) == {"base", "dctr"} and {e["method"] for e in m["ranking"]["ranking"]} == {"base", "dctr"}
+    assert not (out / "samples" / "sir-dctr.npy").exists() and "sir-dctr" not in res.samples

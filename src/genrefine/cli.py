@@ -205,6 +205,8 @@ def format_table(metrics: dict) -> str:
     ranking = format_ranking(metrics)
     if ranking:
         lines += ["", ranking]
+    for name, reason in (metrics.get("failed") or {}).items():
+        lines.append(f"left out: {name} refused ({' '.join(str(reason).split())})")
     clf = (metrics.get("diagnostics") or {}).get("classifier")
     if isinstance(clf, dict) and clf.get("auc") is not None:
         flag = f"; DEGENERATE weights: {clf['reason']}" if clf.get("degenerate") else ""

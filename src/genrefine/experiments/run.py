@@ -238,13 +238,17 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
     ctx.timings.update(timings)
     ctx.diagnostics.update(diagnostics)
     z_base, x_base = ctx.base_sample()
-    results = fit_methods(ctx, [m for m in method_list if m != "base"])
+    # a method that refuses its input (degenerate weights, a sampler past its budget) is left out
+    # and recorded, the others go on; with no refusal the order and the random stream are the protocol's
+    results = fit_methods(ctx, [m for m in method_list if m != "base"], skip_failures=True)
+    failed = dict(ctx.diagnostics.get("failed", {}))
     res = _collect(ctx, results, z_base, x_base, split.truth)
     res.data_shape = split.data_shape
     check_finite_outputs(res)
-    scores = _score(res, split, method_list, scoring, cfg["evaluation"], n_samples, seed, ctx.timings, dev)
+    scored = [m for m in method_list if m not in failed]
+    scores = _score(res, split, scored, scoring, cfg["evaluation"], n_samples, seed, ctx.timings, dev)
     rates, cost = _speeds(base, results, cfg["evaluation"], split.x_train.shape[1], n_samples, scoring)
-    res.metrics = {"scores": scores, "ranking": rank_run(scores, scoring, split.data_shape),
+    res.metrics = {"scores": scores, "ranking": rank_run(scores, scoring, split.data_shape), "failed": failed,
                    "timings_seconds": ctx.timings, "samples_per_second": rates, "inference_cost": cost,
                    "diagnostics": ctx.diagnostics}
     return res

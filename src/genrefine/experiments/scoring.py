@@ -85,8 +85,8 @@ def rank_run(scores: dict, scoring: str, data_shape) -> dict:
     the share of the base's distance to its floor that each closes, and the method to use:
     ``{"key", "direction", "ranking", "best", "base", "best_beats_base", "recommended"}``.
 
-    ``recommended`` is the best method when it beats the base, else ``"base"`` (no refinement
-    helped at this resolution)."""
+    ``recommended`` is the best method: the base itself when no method beats it at this
+    resolution."""
     key = ranking_key(scoring, data_shape)
     if scoring == "lrw":  # the mean over evaluations, beside the mean of the floors
         view = {m: {key: {"value": s["lrw"]["emd"]["mean"], "floor": s["lrw"]["emd"]["floor"]["mean"],
@@ -96,8 +96,7 @@ def rank_run(scores: dict, scoring: str, data_shape) -> dict:
     if key == "frechet_features" and not any(key in s for s in view.values()):
         key = "c2st_auc"
     out = rank_methods(view, key=key)
-    beats = out["best_beats_base"]
-    out["recommended"] = out["best"] if beats or beats is None else "base"
+    out["recommended"] = out["best"]
     return out
 
 
