@@ -145,7 +145,8 @@ def report_from_run(res, base: Generator) -> Report:
     rank = m["ranking"]
     scores = {meth: {k: Score.from_dict(v) for k, v in sc.items() if isinstance(v, dict) and "value" in v}
               for meth, sc in m["scores"].items()}
-    gens = {"base": base, **{k: v for k, v in res.models.items() if isinstance(v, Generator) and k in scores}}
+    gens = {"base": base, **{k: SampledGenerator(base, f, method=k) for k, f in res.samplers.items() if k in scores},
+            **{k: v for k, v in res.models.items() if isinstance(v, Generator) and k in scores}}
     return Report(methods=list(scores), scores=scores, key=rank["key"], ranking=[r["method"] for r in rank["ranking"]],
                   recommended=rank["best"], ranking_detail=rank, generators=gens, samples=dict(res.samples),
                   diagnostics=m.get("diagnostics", {}), timings=m.get("timings_seconds", {}))

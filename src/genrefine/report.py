@@ -43,8 +43,9 @@ class Report:
         recommended: the method to use: the best-ranked one (``"base"`` when nothing beat it).
         ranking_detail: :func:`~genrefine.metrics.rank_methods`' record (values, floors, share
             of the base's gap to the floor each method closes).
-        generators: ``{method: Generator}`` for every method that delivers one (refined
-            generators; the base as ``"base"``).
+        generators: ``{method: Generator}`` for every method that delivers one: refined
+            generators, a :class:`~genrefine.refine.SampledGenerator` for each sampler method,
+            the base as ``"base"``.
         samples: ``{method: (n, D) array}`` the scores were computed on.
         diagnostics, timings: what the run recorded (weights' ESS, acceptance, seconds).
     """

@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator, save_module
+from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
 from genrefine.generators.wgan import Critic
 from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 
-if TYPE_CHECKING:  # pragma: no cover
-    from genrefine.experiments.run import RefinementResult
 
-
-def write_outputs(res: "RefinementResult", out: str) -> None:
+def write_outputs(res: RefinementResult, out: str) -> None:
     """``samples/<method>.npy``, ``latents/<method>.npy``, ``samples/<method>_weights.npy`` for
     weighted methods, ``models/<name>/``, ``figures/`` (those that fit the data's dimension,
     :func:`~genrefine.plotting.figures_for`), then ``metrics.json``."""

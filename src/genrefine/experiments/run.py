@@ -37,6 +37,7 @@ from genrefine.data import DATASETS, FINITE_SIZES, load_flat
 from genrefine.data.files import to_flat
 from genrefine.experiments.config import build_config
 from genrefine.experiments.outputs import write_outputs
+from genrefine.experiments.result import RefinementResult
 from genrefine.experiments.rundir import RunDirectory, fingerprint, make_record
 from genrefine.experiments.scoring import (SCORINGS, check_score_rows, inference_cost, rank_run, sampling_rates,
                                            score_lrw, score_methods_suite, score_sample)
@@ -90,31 +91,6 @@ def parse_methods(methods) -> list[str]:
     if bad:
         raise ValueError(f"methods: unknown {', '.join(bad)}; choose from {', '.join(known)}")
     return [m for m in known if m in items]
-
-
-@dataclass
-class RefinementResult:
-    """Everything one run produced: unweighted samples and their latents per method, the
-    weights of weighted methods (DCTR), models, the metrics written to ``metrics.json`` and
-    the layout of one data row (``data_shape``)."""
-
-    samples: dict[str, np.ndarray] = field(default_factory=dict)
-    latents: dict[str, np.ndarray] = field(default_factory=dict)
-    weights: dict[str, np.ndarray] = field(default_factory=dict)
-    models: dict[str, object] = field(default_factory=dict)
-    metrics: dict = field(default_factory=dict)
-    truth: np.ndarray | None = None
-    data_shape: tuple[int, ...] | None = None
-
-    @property
-    def dctr_weights(self) -> np.ndarray | None:
-        """The DCTR method's per-sample weights (None when it did not run)."""
-        return self.weights.get("dctr")
-
-    @property
-    def ranking(self) -> dict | None:
-        """The methods ordered by the run's ranking score, and the recommended one."""
-        return self.metrics.get("ranking")
 
 
 @dataclass
@@ -176,20 +152,11 @@ def run_refinement(
     path of ``--set`` / ``--config`` (:func:`genrefine.settings.apply_settings`). Every
     method's needs are checked against the base before any training.
 
-    ``scoring``: ``laser`` (2-D: histogram JSD / EMD in both conventions, exact EMD and energy
-    distance), ``lrw`` (the latent reweighting paper's exact EMD and k-NN precision / recall,
-    ``repeats`` evaluations of ``n`` fresh points with 97 % intervals, and the inference cost),
-    ``all`` (both), ``suite`` (:func:`~genrefine.metrics.score_suite`, any dimension, each
-    score with its floor; a feature network trained on the truth for images), or ``auto``:
-    ``suite`` when D != 2 or the base is a user's model, else ``lrw`` when a latent
-    reweighting method is requested or the base is a WGAN-GP, else ``laser``.
+    ``scoring``: ``laser``, ``lrw``, ``all``, ``suite`` or ``auto`` (:func:`_resolve_scoring`).
 
-    ``metrics.json`` (``result.metrics``): ``data``, ``dim``, ``data_shape``, ``methods``,
-    ``preset``, ``seed``, ``n_samples``, ``n_train``, ``n_truth``, ``device``, ``iterations``,
-    ``hist_range``, ``config``, ``base_family``, ``scoring``, ``scores`` (``{method: ...}``),
-    ``ranking`` (:func:`~genrefine.experiments.scoring.rank_run`: ``key``, ``ranking``,
-    ``best``, ``recommended``, ...), ``timings_seconds``, ``samples_per_second``,
-    ``inference_cost`` and ``diagnostics``.
+    ``metrics.json`` (``result.metrics``): the run's header (:func:`_header`), then ``scores``
+    (``{method: ...}``), ``ranking`` (:func:`~genrefine.experiments.scoring.rank_run`),
+    ``failed``, ``timings_seconds``, ``samples_per_second``, ``inference_cost``, ``diagnostics``.
     """
     method_list = parse_methods(methods)
     base_family = base.family if base is not None else base_family
@@ -204,26 +171,29 @@ def run_refinement(
     scoring = _resolve_scoring(scoring, method_list, base, base_family, dim)
     check_score_rows(scoring, len(split.truth), n_samples, cfg["evaluation"], dim, split.held_out)
     check_memory(len(method_list), n_samples, dim, _latent_dim(base, base_family, cfg, dim))
+    options = dict(methods=method_list, preset=preset, seed=seed, n_samples=n_samples, iterations=int(iterations),
+                   scoring=scoring, base_family=base_family, config=cfg)
     run_dir = None
     if out is not None:  # what the checkpoints belong to: resume refuses another data set or options
-        run_dir = RunDirectory(out, _record(split, base, critic, methods=method_list, preset=preset, seed=seed,
-                                            n_samples=n_samples, iterations=int(iterations), holdout=holdout,
-                                            key=key, scoring=scoring, base_family=base_family, config=cfg),
-                               resume=resume)
+        run_dir = RunDirectory(out, _record(split, base, critic, holdout=holdout, key=key, **options), resume=resume)
     with run_dir or contextlib.nullcontext() as run:
         ckpt = (lambda name: os.path.join(run.checkpoints, name)) if run is not None else (lambda name: None)
         res = _refine(split, method_list, cfg, base, base_family, critic, n_samples, dev, seed, iterations,
                       progress, ckpt, scoring)
-        res.metrics = {
-            "data": split.label, "dim": int(dim), "data_shape": list(split.data_shape), "methods": method_list,
-            "preset": preset, "seed": seed, "n_samples": n_samples, "n_train": int(len(split.x_train)),
-            "n_truth": int(len(split.truth)), "device": str(dev), "iterations": int(iterations),
-            "hist_range": split.hist_range, "config": cfg, "base_family": base_family, "scoring": scoring,
-            **res.metrics}
+        res.metrics = {**_header(split, device=str(dev), **options), **res.metrics}
         if run is not None:
             write_outputs(res, run.staging)
             run.commit()
     return res
+
+
+def _header(split: DataSplit, **options) -> dict:
+    """The head of ``metrics.json``: ``data``, ``dim``, ``data_shape``, ``n_train``, ``n_truth``,
+    ``hist_range`` from the split, then ``options`` (``methods``, ``preset``, ``seed``,
+    ``n_samples``, ``device``, ``iterations``, ``config``, ``base_family``, ``scoring``)."""
+    return {"data": split.label, "dim": int(split.x_train.shape[1]), "data_shape": list(split.data_shape),
+            "n_train": int(len(split.x_train)), "n_truth": int(len(split.truth)), "hist_range": split.hist_range,
+            **options}
 
 
 def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_family: str, critic, n_samples: int,
@@ -360,7 +330,13 @@ def _wraps_user_model(base) -> bool:
 
 
 def _resolve_scoring(scoring: str, method_list: list[str], base, base_family: str, dim: int) -> str:
-    """``auto``: the any-dimension suite for D != 2 or a user's model; for the built-in 2-D
+    """The scores a run gives: ``laser`` (2-D: histogram JSD / EMD in both conventions, exact
+    EMD and energy distance), ``lrw`` (the latent reweighting paper's exact EMD and k-NN
+    precision / recall, ``repeats`` evaluations of ``n`` fresh points with 97 % intervals, and
+    the inference cost), ``all`` (both), ``suite`` (:func:`~genrefine.metrics.score_suite`, any
+    dimension, each score with its floor; a feature network trained on the truth for images).
+
+    ``auto``: the any-dimension suite for D != 2 or a user's model; for the built-in 2-D
     benchmarks what their papers report (``lrw`` with a latent reweighting method or a WGAN-GP
     base, else ``laser``), so their metrics keep their keys."""
     if scoring != "auto":
@@ -455,6 +431,8 @@ def _collect(ctx: RunContext, results: dict[str, MethodResult], z_base, x_base, 
             res.weights[name] = r.weights.detach().cpu().numpy()
         if r.generator is not None:
             res.models[name] = r.generator
+        if r.sampler_factory is not None:
+            res.samplers[name] = r.sampler_factory
         res.models.update(r.models)
         ctx.diagnostics[name] = r.diagnostics
     res.models.update(ctx.models)

@@ -46,6 +46,7 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     base's ``data_shape``).
 
     The classifier sees ``generated_per_data`` times as many generated samples as data rows;
+    with ``calibrate_cells`` it is then calibrated per cell against as many fresh samples;
     the refiners train on the first ``len(x_train)`` of them with their weights. Seconds go to
     ``ctx.timings["train_classifier" + tag]``.
     """
@@ -55,9 +56,11 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     z_tr, x_tr = gen.sample_with_latents(n_gen)
     shape = getattr(ctx.base, "data_shape", None) or (ctx.x_train.shape[1],)
     clf = make_classifier(shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c}).to(ctx.device)
-    ctx.timed(f"train_classifier{tag}", lambda: clf.fit(
+    cells = int(c.get("calibrate_cells", 0))
+    ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
-        progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag)))
+        progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
+        calibration_samples=lambda: gen.sample(n_gen)))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next

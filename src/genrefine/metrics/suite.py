@@ -78,6 +78,18 @@ def _features_fn(features, shape, truth, seed: int) -> Callable | None:
     return fn
 
 
+def _sizes(sizes: Mapping[str, int] | None) -> dict[str, int]:
+    """:data:`DEFAULT_SIZES` with the entries of ``sizes`` (integers >= 10) in their place."""
+    sz = dict(DEFAULT_SIZES)
+    for key, v in (sizes or {}).items():
+        if key not in DEFAULT_SIZES:
+            raise ValueError(f"sizes: unknown key {key!r}; known: {', '.join(DEFAULT_SIZES)}")
+        if int(v) != v or int(v) < 10:
+            raise ValueError(f"sizes[{key!r}]: expected an integer >= 10, got {v}")
+        sz[key] = int(v)
+    return sz
+
+
 def score_suite(truth, truth_independent, sample, data_shape=None, weights=None, features=None, seed: int = 0,
                 sizes: Mapping[str, int] | None = None, device=None,
                 floors: Mapping[str, Mapping] | None = None) -> dict[str, dict]:
@@ -105,11 +117,9 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
     needs the sample's own k-NN balls) and uses the distinct points of a seeded multinomial
     resample by the weights.
 
-    Each score draws its rows without replacement from each of the three samples, from
-    random streams seeded by ``(seed, score)``; the value and the floor share the truth
-    rows, and the truth rows do not depend on the sample, so every method scored with the
-    same truth, ``seed`` and sizes is compared with the same truth rows and floors.
-    ``sizes`` overrides entries of :data:`DEFAULT_SIZES`.
+    Rows are drawn without replacement, seeded by ``(seed, score)`` alone: every method scored
+    with the same truth, ``seed`` and ``sizes`` (entries of :data:`DEFAULT_SIZES`) meets the
+    same truth rows and floors.
 
     ``floors``: an earlier result of this function for the same ``truth``,
     ``truth_independent``, ``seed``, ``sizes`` and ``features`` (e.g. the base's); its
@@ -120,13 +130,7 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
         ``{name: {"value": float, "floor": float, "n": int}}``.
     """
     t, ti, s, w, shape = _check_inputs(truth, truth_independent, sample, data_shape, weights)
-    sz = dict(DEFAULT_SIZES)
-    for key, v in (sizes or {}).items():
-        if key not in DEFAULT_SIZES:
-            raise ValueError(f"sizes: unknown key {key!r}; known: {', '.join(DEFAULT_SIZES)}")
-        if int(v) != v or int(v) < 10:
-            raise ValueError(f"sizes[{key!r}]: expected an integer >= 10, got {v}")
-        sz[key] = int(v)
+    sz = _sizes(sizes)
     cap = min(len(t), len(ti), len(s))
     prev, out = dict(floors or {}), {}
 

@@ -23,6 +23,11 @@ The weights are ``degenerate`` when AUC > ``DEGENERATE_AUC``, or ESS fraction <
 ``DEGENERATE_ESS``, or the mean weight lies outside ``[1 / DEGENERATE_MEAN_FACTOR,
 DEGENERATE_MEAN_FACTOR]``; a :class:`DegenerateWeightsWarning` then names the numbers.
 
+With ``calibrate_cells=K`` the fitted weights are then rescaled per k-means cell of the data so
+that the reweighted generated sample carries the data's share of mass in each of (up to) ``K``
+cells (:mod:`genrefine.weights.calibration`): in many dimensions the classifier's errors are
+mostly in the relative mass of whole modes. The diagnostics are those of the calibrated weights.
+
 For a deterministic generator, ``w(z) = w(g(z))`` is a proper function of the latent point and
 ``q(z) ∝ p(z) w(z)`` is the latent density whose push-forward through ``g`` is the reweighted
 data density.
@@ -45,6 +50,7 @@ from genrefine.metrics.c2st import roc_auc
 from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import train_loop
+from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors
 from genrefine.validation import check_array, check_data_shape, check_positive
 from genrefine.weights.conv import ConvNet
 
@@ -122,7 +128,8 @@ class RatioClassifier(nn.Module):
 
     eval_batch = 100_000  # rows per forward pass when no gradient is needed
 
-    def __init__(self, data_shape, val_fraction: float = 0.1, patience: int = 10, seed: int = 0) -> None:
+    def __init__(self, data_shape, val_fraction: float = 0.1, patience: int = 10, seed: int = 0,
+                 cells: int = 0) -> None:
         super().__init__()
         self.data_shape = check_data_shape(data_shape)
         self.dim = int(np.prod(self.data_shape))
@@ -140,6 +147,9 @@ class RatioClassifier(nn.Module):
         self.register_buffer("log_class_ratio", torch.zeros(()))  # log(n_gen / n_data)
         # largest log w seen on the fitted samples: beyond them the classifier extrapolates
         self.register_buffer("log_weight_max", torch.tensor(float("inf")))
+        # cell calibration (none until fit(calibrate_cells=K)): k-means centres, log factor per cell
+        self.register_buffer("cell_centres", torch.zeros(int(cells), self.dim))
+        self.register_buffer("cell_log_factors", torch.zeros(int(cells)))
 
     def _standardisation(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-feature mean and standard deviation of the training rows."""
@@ -150,8 +160,12 @@ class RatioClassifier(nn.Module):
         return self.net((x - self.loc) / self.scale).squeeze(-1)
 
     def log_weight(self, x: Tensor) -> Tensor:
-        """``log w(x) = logit f(x) + log(n_gen / n_data)`` (unclipped, differentiable)."""
-        return self.logit(x) + self.log_class_ratio
+        """``log w(x) = logit f(x) + log(n_gen / n_data)`` (unclipped, differentiable), plus the
+        log factor of ``x``'s cell when calibrated."""
+        lw = self.logit(x) + self.log_class_ratio
+        if len(self.cell_log_factors):
+            lw = lw + self.cell_log_factors[torch.cdist(x.detach().reshape(len(x), -1), self.cell_centres).argmin(1)]
+        return lw
 
     @torch.no_grad()
     def _logits(self, x: Tensor) -> Tensor:
@@ -170,12 +184,17 @@ class RatioClassifier(nn.Module):
         return torch.as_tensor(arr, device=self.loc.device).float()
 
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
-            weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None) -> "RatioClassifier":
+            weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
+            calibrate_cells: int = 0, calibration_samples=None) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
         diagnostics measured on the training rows); ``history_`` has the training and held-out
         BCE of each epoch, ``diagnostics_`` the checks of the module docstring.
+        ``calibrate_cells=K`` then calibrates the weights on up to ``K`` cells (one per 500 data
+        rows at most), against ``calibration_samples``: fresh generated rows, or a function
+        that draws them once training is done (by default the training ones);
+        ``diagnostics_["calibration"]`` says how.
         """
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
@@ -184,6 +203,7 @@ class RatioClassifier(nn.Module):
         if not (np.isfinite(gamma) and 0 < gamma <= 1):
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
+        self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]  # fit anew
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
                           stratified_split(len(xd), len(xg), self.val_fraction, self.seed))
         x = torch.cat([xd[td], xg[tg]])
@@ -204,16 +224,36 @@ class RatioClassifier(nn.Module):
             p.requires_grad_(False)
         with torch.no_grad():
             self.log_weight_max.fill_(float((self._logits(torch.cat([x, xv])) + self.log_class_ratio).max()))
+        calibration = None
+        if calibrate_cells:
+            cal = calibration_samples() if callable(calibration_samples) else calibration_samples
+            cal = xg[tg] if cal is None else self._rows(cal, "calibration samples")
+            calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rec = self.diagnose(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg],
                             on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history))
         self.diagnostics_record_ = rec
-        self.diagnostics_ = rec.as_dict()
+        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {})}
         if rec.degenerate:
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
         return self
+
+    @torch.no_grad()
+    def _calibrate(self, xd: Tensor, xg: Tensor, requested: int) -> dict:
+        """Fit the cell factors on data rows ``xd`` and generated rows ``xg``; returns the record."""
+        k = cell_count(requested, len(xd))
+        if k == 0:
+            return {"cells": 0, "reason": f"{len(xd)} data rows support fewer than 2 cells of 500"}
+        cells = KMeansCells(k, xd, seed=self.seed)
+        w = self.weight(xg)
+        f = cell_factors(w, cells(xg), cells(xd), k)
+        self.cell_centres = cells.centres.float()
+        self.cell_log_factors = f.log().float()
+        self.log_weight_max.add_(float(self.cell_log_factors.max()))
+        return {"cells": k, "factor_min": float(f.min()), "factor_max": float(f.max()),
+                "data_rows": len(xd), "generated_rows": len(xg)}
 
     def _train(self, x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, checkpoint):
         """Adam on BCE through :func:`train_loop`; with held-out rows, early stopping on their BCE
@@ -269,7 +309,9 @@ class RatioClassifier(nn.Module):
         """BCE, AUC, mean weight and ESS fraction of ``w`` on rows the caller chooses (held-out
         rows of both classes, ideally), and whether they are degenerate."""
         xd, xg = self._rows(data, "data", 1), self._rows(generated, "generated samples", 1)
-        ld, lg = self._logits(xd).double(), self._logits(xg).double()
+        # the logits of the weights in use: the calibrated ones when calibrated
+        ld, lg = (torch.cat([self.log_weight(c) - self.log_class_ratio for c in v.split(self.eval_batch)]).double()
+                  for v in (xd, xg))
         bce = float((F.softplus(-ld).sum() + F.softplus(lg).sum()) / (len(ld) + len(lg)))
         scores = torch.cat([ld, lg]).cpu().numpy()
         auc = roc_auc(scores, np.r_[np.ones(len(ld)), np.zeros(len(lg))])
@@ -298,13 +340,13 @@ class DensityRatioClassifier(RatioClassifier):
     """
 
     def __init__(self, dim: int, hidden: int = 96, layers: int = 8, val_fraction: float = 0.1, patience: int = 10,
-                 seed: int = 0) -> None:
-        super().__init__((int(dim),), val_fraction, patience, seed)
+                 seed: int = 0, cells: int = 0) -> None:
+        super().__init__((int(dim),), val_fraction, patience, seed, cells)
         self.hidden, self.layers = int(hidden), int(layers)
         self.net = mlp(self.dim, 1, self.hidden, self.layers)
 
     def config(self) -> dict:
-        return {"dim": self.dim, "hidden": self.hidden, "layers": self.layers}
+        return {"dim": self.dim, "hidden": self.hidden, "layers": self.layers, "cells": len(self.cell_log_factors)}
 
 
 class ConvRatioClassifier(RatioClassifier):
@@ -320,8 +362,8 @@ class ConvRatioClassifier(RatioClassifier):
     eval_batch = 4096  # a 28x28 batch of 4096 needs about 100 MB of activations
 
     def __init__(self, data_shape, channels=(32, 64), val_fraction: float = 0.1, patience: int = 10,
-                 seed: int = 0) -> None:
-        super().__init__(data_shape, val_fraction, patience, seed)
+                 seed: int = 0, cells: int = 0) -> None:
+        super().__init__(data_shape, val_fraction, patience, seed, cells)
         if len(self.data_shape) != 3:
             raise ValueError(f"data_shape: a convolutional classifier needs images (C, H, W), got {self.data_shape}")
         self.channels = tuple(int(c) for c in channels)
@@ -336,7 +378,8 @@ class ConvRatioClassifier(RatioClassifier):
         return loc.repeat_interleave(pixels), scale.repeat_interleave(pixels)
 
     def config(self) -> dict:
-        return {"data_shape": list(self.data_shape), "channels": list(self.channels)}
+        return {"data_shape": list(self.data_shape), "channels": list(self.channels),
+                "cells": len(self.cell_log_factors)}
 
 
 _MLP_ONLY, _CNN_ONLY = {"hidden", "layers"}, {"channels"}

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from genrefine.weights.calibration import KMeansCells, cell_factors
 from genrefine.weights.classifier import DensityRatioClassifier
 from genrefine.weights.transport import fit_transport
 
@@ -47,25 +48,6 @@ class SmoothedRatio(nn.Module):
         return self.clf.log_weight(x).clamp(max=30.0).exp()
 
 
-class KMeansCells(nn.Module):
-    """A partition of data space into ``k`` k-means cells of (a subsample of) the data."""
-
-    def __init__(self, k: int, data: Tensor, max_points: int = 50_000) -> None:
-        super().__init__()
-        from sklearn.cluster import KMeans
-
-        xs = data[torch.randperm(len(data), device=data.device)[:max_points]].double().cpu().numpy()
-        km = KMeans(int(k), n_init=1, random_state=0).fit(xs)
-        self.register_buffer("centres", torch.as_tensor(km.cluster_centers_, dtype=data.dtype, device=data.device))
-
-    @torch.no_grad()
-    def forward(self, x: Tensor) -> Tensor:
-        """The cell index of each row of ``x``."""
-        if not len(x):
-            return torch.zeros(0, dtype=torch.long, device=x.device)
-        return torch.cat([torch.cdist(c, self.centres).argmin(1) for c in x.split(50_000)])
-
-
 class CellCalibrated(nn.Module):
     """``w'(x) = min(w(x) · f_c(x), m)``: a weight function rescaled per cell ``c`` so that the
     reweighted generated sample carries the data's share of mass in every cell (iterative
@@ -79,18 +61,9 @@ class CellCalibrated(nn.Module):
 
     @torch.no_grad()
     def fit(self, data: Tensor, generated: Tensor, iterations: int = 30) -> "CellCalibrated":
-        k = len(self.factors)
-        target = torch.bincount(self.cells(data), minlength=k).double()
-        target = target / target.sum()
-        lab = self.cells(generated)
-        w = torch.cat([self.teacher(c) for c in generated.split(100_000)]).double()
-        f = torch.ones(k, dtype=torch.float64, device=w.device)
-        for _ in range(int(iterations)):
-            wc = (w * f[lab]).clamp(max=self.m)
-            mass = torch.bincount(lab, weights=wc, minlength=k)
-            mass = mass / mass.sum().clamp_min(1e-300)
-            f = torch.where(mass > 0, f * target / mass.clamp_min(1e-300), f)
-            f = f / (w * f[lab]).clamp(max=self.m).mean().clamp_min(1e-300)
+        w = torch.cat([self.teacher(c) for c in generated.split(100_000)])
+        f = cell_factors(w, self.cells(generated), self.cells(data), len(self.factors), m=self.m,
+                         iterations=iterations, min_generated=1)
         self.factors.copy_(f.float())
         return self
 
