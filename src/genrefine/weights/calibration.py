@@ -10,8 +10,8 @@ data, the calibrated weight is
 
 then scaled so that the mean of ``w'`` over generated points is 1. Inside a cell the estimator's
 shape is kept; between cells the masses are the data's. A cell the generator barely reaches
-(an effective number of generated points, ``(Σ w)² / Σ w²``, below
-:data:`MIN_GENERATED_PER_CELL`) keeps ``f = 1``: its share is not known well enough to correct. With a clip ``m`` the factors are found by iterative
+(fewer than :data:`MIN_GENERATED_PER_CELL` generated points) keeps ``f = 1``: its share is
+not known well enough to correct. With a clip ``m`` the factors are found by iterative
 proportional fitting, since clipping moves mass between cells.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-#: a cell needs this effective number of generated points before its factor is corrected
+#: a cell needs this many generated points before its factor is corrected
 MIN_GENERATED_PER_CELL = 20
 #: at least this many data rows per cell, so each cell's data share is known to a few percent
 MIN_DATA_PER_CELL = 500
@@ -58,18 +58,14 @@ class KMeansCells(nn.Module):
 def cell_factors(w: Tensor, cells_gen: Tensor, cells_data: Tensor, k: int, m: float | None = None,
                  iterations: int = 30, min_generated: int = MIN_GENERATED_PER_CELL) -> Tensor:
     """Per-cell factors ``f`` (float64, length ``k``) such that the weights ``min(w · f[cell], m)``
-    of the generated points have mean 1 and give the cells the generator reaches their data
-    shares relative to each other. A cell is reached when the effective number of its generated
-    points, ``(Σ w)² / Σ w²``, is at least ``min_generated``: a cell whose weight sits on a few
-    points has a mass too noisy to correct.
+    of the generated points have mean 1 and give the cells the generator reaches (``min_generated``
+    points or more) their data shares relative to each other.
 
     ``w``: the weights of the generated points; ``cells_gen`` / ``cells_data``: the cell of each
     generated point and each data row. A cell not reached keeps the estimator's weights times
     the common scale. Without ``m`` one step is exact; with it, iterative proportional fitting."""
     w = w.double()
-    # a cell's mass is known when its points' effective number (Σw)² / Σw² is large enough
-    sum_w, sum_w2 = (torch.bincount(cells_gen, weights=v, minlength=k) for v in (w, w * w))
-    reached = sum_w.square() >= int(min_generated) * sum_w2.clamp_min(1e-300)
+    reached = torch.bincount(cells_gen, minlength=k) >= int(min_generated)
     target = torch.bincount(cells_data, minlength=k).double() * reached
     target = target / target.sum().clamp_min(1e-300)
     clip = (lambda v: v.clamp(max=m)) if m is not None else (lambda v: v)
