@@ -158,3 +158,28 @@ def test_fingerprint_sees_shape_dtype_and_values_and_reads_in_chunks():
     y = x.copy()
     y[-1, -1] = np.nextafter(y[-1, -1], np.inf)
     assert len({f, fingerprint(y), fingerprint(x.reshape(3000, 1)), fingerprint(x.astype(np.float64))}) == 4
+
+
+def test_a_users_file_in_checkpoints_is_never_removed(tmp_path):
+    out = str(tmp_path / "run")
+    with RunDirectory(out, {"options": {"tag": "a"}}) as run:
+        _write(run.checkpoints, "base.safetensors", "weights")
+        _write(run.staging, "metrics.json", "{}")
+        run.commit()
+    _write(out, "checkpoints/mine.txt", "the user's own")
+    with pytest.raises(ValueError, match=r"checkpoints/ holds files genrefine did not make \(mine.txt\)"):
+        with RunDirectory(out, {"options": {"tag": "b"}}):
+            pass
+    assert _tree(out) >= {"checkpoints/mine.txt", "checkpoints/base.safetensors", "metrics.json"}
+
+
+def test_a_failed_rerun_keeps_the_standing_runs_commit_time(tmp_path):
+    out = str(tmp_path / "run")
+    _commit(out, ["samples/a.npy"], "a")
+    before = json.loads(open(os.path.join(out, "run.json")).read())
+    with pytest.raises(RuntimeError, match="training failed"):
+        with RunDirectory(out, {"options": {"tag": "a"}}, resume=True):
+            raise RuntimeError("training failed")
+    after = json.loads(open(os.path.join(out, "run.json")).read())
+    assert before["committed"] and after["committed"] == before["committed"]
+    assert after["outputs"] == before["outputs"] and _tree(out) >= {"samples/a.npy", "metrics.json"}

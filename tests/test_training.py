@@ -48,9 +48,9 @@ def _fit(epochs=4, batch_size=32, **kw):
     ({"gamma": 0.0}, r"gamma .* must lie in \(0, 1\]"),
     ({"gamma": 1.5}, r"gamma .* must lie in \(0, 1\]"),
     ({"gamma": float("nan")}, r"gamma .* must lie in \(0, 1\]"),
-    ({"lr": 0.0}, "learning rate of 'adam' must be a finite number > 0"),
-    ({"lr": -1e-3}, "learning rate of 'adam' must be a finite number > 0"),
-    ({"lr": float("inf")}, "learning rate of 'adam' must be a finite number > 0"),
+    ({"lr": 0.0}, "learning rate of 'adam' must be a number in \\(0, 1\\]"),
+    ({"lr": -1e-3}, "learning rate of 'adam' must be a number in \\(0, 1\\]"),
+    ({"lr": float("inf")}, "learning rate of 'adam' must be a number in \\(0, 1\\]"),
     ({"checkpoint_every": 0}, "checkpoint_every must be a whole number >= 1"),
 ])
 def test_bad_arguments_are_refused_in_one_line(kw, words):
@@ -66,8 +66,8 @@ def test_zero_epochs_and_whole_floats_are_accepted():
 
 def test_divergence_stops_training_naming_the_epoch_and_the_loss(tmp_path):
     ckpt = str(tmp_path / "net")
-    with pytest.raises(ValueError, match=r"regression: non-finite loss at epoch \d+ of 20: mse = (nan|inf)") as err:
-        _fit(epochs=20, lr=1e6, opt=torch.optim.SGD, desc="regression", checkpoint=ckpt, checkpoint_every=1)
+    with pytest.raises(ValueError, match=r"regression: (non-finite|exploded) loss at epoch \d+ of 20: mse = ") as err:
+        _fit(epochs=20, lr=1.0, opt=torch.optim.SGD, desc="regression", checkpoint=ckpt, checkpoint_every=1)
     epoch = int(str(err.value).split("epoch ")[1].split(" ")[0])
     assert "\n" not in str(err.value) and epoch < 20
     info = json.loads(open(ckpt + ".json").read()) if epoch > 1 else {"epoch": 0}

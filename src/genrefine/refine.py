@@ -14,7 +14,7 @@ from genrefine.generators.base import Generator, build_generator, generator_spec
 from genrefine.samplers.data_rejection import DataRejection
 from genrefine.samplers.rejection import (CANDIDATE_BATCH, DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK,
                                          RejectionPrior, accept_loop)
-from genrefine.validation import check_array
+from genrefine.validation import check_array, check_count
 
 
 @register_family("refined")
@@ -98,6 +98,7 @@ class RefinedGenerator(Generator):
         one vectorised loop draws candidates in batches of :data:`CANDIDATE_BATCH`, thins them
         by the refiner's step, runs the base once on the survivors and thins those by the data
         step (:meth:`propose`)."""
+        check_count(n, "n", minimum=0)
         rate = math.exp(self.refiner_log_z + (self.data_rejection.log_z if self.rejects_data else 0.0))
         if rate == 1.0 and not self.rejects_data:
             y, z = self.refiner.sample_with_latents(n, batch_size)
@@ -276,6 +277,7 @@ class SampledGenerator(Generator):
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """``(z, g(z))`` with ``z`` from a fresh run of the sampler."""
+        check_count(n, "n", minimum=0)
         sampler = self.make_sampler()
         z = sampler.sample(int(n)).detach()
         self.diagnostics_ = dict(getattr(sampler, "diagnostics", {}))

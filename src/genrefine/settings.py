@@ -25,6 +25,10 @@ MAX_DEPTH = 4
 MAX_NUMBER = 1e9
 #: largest settings file read
 MAX_FILE_BYTES = 1 << 20
+#: network sizes, by parameter name: at least 1, at most this (larger builds would not fit memory
+#: or would take hours to build before any check could see it)
+SIZE_LIMITS = {"transforms": 256, "hidden": 8192, "layers": 128, "channels": 4096, "aux_dim": 4096, "bins": 1024,
+               "latent_dim": 4096}
 
 
 def parse_assignment(text: str) -> tuple[list[str], object]:
@@ -93,10 +97,13 @@ def _check_value(path: str, value, default):
     if isinstance(default, (int, float)):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"setting {path}: expected a number, got {value!r}")
-        if not math.isfinite(value) or abs(value) > MAX_NUMBER:
-            raise ValueError(f"setting {path}: {value!r} is not a finite number of at most {MAX_NUMBER:g}")
+        if abs(value) > MAX_NUMBER or not math.isfinite(value):  # the int comparison first: 10**400 has no float
+            raise ValueError(f"setting {path}: {value!r:.40} is not a finite number of at most {MAX_NUMBER:g}")
         if value < 0:
             raise ValueError(f"setting {path}: must be >= 0, got {value!r}")
+        limit = SIZE_LIMITS.get(path.rsplit(".", 1)[-1].split("[")[0])
+        if limit is not None and not 1 <= value <= limit:
+            raise ValueError(f"setting {path}: a network size must be between 1 and {limit}, got {value!r}")
         if isinstance(default, int) and not isinstance(value, int):
             if float(value) != int(value):
                 raise ValueError(f"setting {path}: expected an integer, got {value!r}")

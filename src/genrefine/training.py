@@ -44,14 +44,21 @@ def whole_number(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
+#: largest learning rate: Adam moves each parameter by up to ``lr`` a step, beyond 1 it only diverges
+MAX_LEARNING_RATE = 1.0
+#: a logged loss this many times larger than in the first epoch (or than 1) means training diverged
+EXPLODED = 1e6
+
+
 def positive_rate(value, name: str) -> float:
-    """``value`` as a float if it is finite and > 0 (a learning rate); else a one-line ValueError."""
+    """``value`` as a float if it lies in (0, :data:`MAX_LEARNING_RATE`] (a learning rate); else a
+    one-line ValueError."""
     try:
         v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        v = math.nan
+    if not (math.isfinite(v) and 0 < v <= MAX_LEARNING_RATE):
+        raise ValueError(f"{name} must be a number in (0, {MAX_LEARNING_RATE:g}], got {value!r}")
     return v
 
 
@@ -134,7 +141,7 @@ def train_loop(
         for s in scheds:
             s.step()
         rec = {k: v / n_batches for k, v in sums.items()}
-        _check_finite_logs(rec, epoch + 1, epochs, desc)
+        _check_finite_logs(rec, epoch + 1, epochs, desc, history[0] if history else rec)
         rec["epoch"] = epoch + 1
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
@@ -149,11 +156,14 @@ def train_loop(
     return history
 
 
-def _check_finite_logs(rec: dict, epoch: int, epochs: int, desc: str) -> None:
-    # A NaN or inf in any batch makes the epoch's sum non-finite, so one test per epoch sees it.
+def _check_finite_logs(rec: dict, epoch: int, epochs: int, desc: str, first: dict) -> None:
+    # A NaN or inf in any batch makes the epoch's sum non-finite, so one test per epoch sees it;
+    # a finite loss can still have exploded (EXPLODED times the first epoch's)
     for k, v in rec.items():
-        if not math.isfinite(v):
-            raise ValueError(f"{desc}: non-finite loss at epoch {epoch} of {epochs}: {k} = {v} "
+        exploded = math.isfinite(v) and abs(v) > EXPLODED * max(1.0, abs(first.get(k, 0.0)))
+        if not math.isfinite(v) or exploded:
+            what = "exploded" if exploded else "non-finite"
+            raise ValueError(f"{desc}: {what} loss at epoch {epoch} of {epochs}: {k} = {v:.4g} "
                              "(training diverged; a smaller learning rate often helps)")
 
 

@@ -52,7 +52,7 @@ def _import_file(path: str) -> Any:
     sys.path.insert(0, folder)  # the user's file may import its neighbours
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: any failure is theirs to see, in one line
+    except (Exception, SystemExit) as exc:  # the user's code: any failure is theirs to see, in one line
         raise ValueError(f"{path}: importing it raised {type(exc).__name__}: {exc}") from None
     finally:
         if sys.path and sys.path[0] == folder:
@@ -73,7 +73,7 @@ def _required_args(fn) -> int | None:
 def _call_factory(factory, where: str):
     try:
         made = factory()
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         raise ValueError(f"{where}: calling it raised {type(exc).__name__}: {exc}") from None
     if not callable(made):
         raise ValueError(f"{where}: the factory returned a {type(made).__name__}, not a model or callable")

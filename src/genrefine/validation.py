@@ -6,6 +6,8 @@ so the command line can print it as ``error: ...`` and exit with code 2.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 
@@ -112,3 +114,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: CUDA was requested but no CUDA device is available")
     return dev
+
+
+def check_count(value, name: str, minimum: int = 1) -> None:
+    """One clear error unless ``value`` is an integer >= ``minimum`` (a count: samples, steps, chains)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -93,6 +93,8 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
         raise ValueError(f"{name}: no such file")
     if os.path.isdir(name):
         raise ValueError(f"{name}: is a directory, expected a .npy, .npz, .csv or IDX file")
+    if not os.path.isfile(name):  # a FIFO or device would block or never end
+        raise ValueError(f"{name}: not a regular file, expected a .npy, .npz, .csv or IDX file")
     ext = os.path.splitext(name)[1].lower()
     try:
         arr = _read(name, ext, key)

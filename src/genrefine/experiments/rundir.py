@@ -193,10 +193,12 @@ class RunDirectory:
             self.resumed = True
         ckpt = os.path.join(self.path, CHECKPOINTS)
         if not self.resume and os.path.lexists(ckpt):  # claimed by run.json, or _foreign_entries refused it
+            _check_checkpoint_files(self.out, ckpt)
             _remove_tree(ckpt)
         outputs = old["outputs"] if old else {"record": None, "files": []}
         self._ledger = {"format": FORMAT, "format_version": FORMAT_VERSION, "record": self.record,
-                        "pid": os.getpid(), "started": _now(), "checkpoints": "created", "outputs": outputs}
+                        "pid": os.getpid(), "started": _now(), "checkpoints": "created", "outputs": outputs,
+                        "committed": old.get("committed") if old else None}  # when the standing outputs were
         _write_json(os.path.join(self.path, LEDGER), self._ledger)
         self.staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.path)
         _write_json(os.path.join(self.staging, TAG), {"kind": "staging"}, durable=False)
@@ -354,6 +356,18 @@ def _discard_aside(path: str, aside: str, listed: list[str]) -> None:
         os.replace(aside, kept)
         warnings.warn(f"{path}: files genrefine did not make were found among the old outputs; kept in {kept}",
                       stacklevel=3)
+
+
+def _check_checkpoint_files(out: str, ckpt: str) -> None:
+    """Refuse to clear ``OUT/checkpoints`` when it holds anything but training checkpoints
+    (``NAME.safetensors``, ``NAME.json`` and their ``.tmp-`` files): those are not genrefine's."""
+    if not os.path.isdir(ckpt) or os.path.islink(ckpt):
+        raise ValueError(f"{out}: '{CHECKPOINTS}' is not a directory genrefine made; move it away")
+    other = sorted(e.name for e in os.scandir(ckpt)
+                   if not (e.is_file(follow_symlinks=False) and e.name.endswith((".safetensors", ".json"))))
+    if other:
+        raise ValueError(f"{out}: {CHECKPOINTS}/ holds files genrefine did not make ({', '.join(other[:3])}); "
+                         "move them away, or resume the run")
 
 
 def _foreign_entries(path: str, ledger: dict | None) -> list[str]:

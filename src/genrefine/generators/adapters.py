@@ -65,6 +65,14 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
+def _user_call(name: str, fn: Callable, *args):
+    """``fn(*args)``; the user's code asking the process to exit becomes an error naming it."""
+    try:
+        return fn(*args)
+    except SystemExit as exc:
+        raise ValueError(f"{name}: the generator called sys.exit({exc.code!r}) while generating") from None
+
+
 def _owner(model: Any) -> tuple[nn.Module | None, str | None]:
     """``(module, method name)`` for an ``nn.Module`` or a bound method of one, else ``(None, None)``."""
     if isinstance(model, nn.Module):
@@ -157,7 +165,7 @@ def _probe_torch(fn: Callable, z: Tensor, label: str, where: str) -> tuple[tuple
         with torch.enable_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             out = fn(zt)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return None, exc
     if not isinstance(out, Tensor):
         return None, out
@@ -172,7 +180,7 @@ def _probe_numpy(fn: Callable, z: Tensor, stochastic: bool, seed: int, torch_err
     zn = z.cpu().numpy().astype(np.float64)
     try:
         out = fn(zn, np.random.default_rng(seed)) if stochastic else fn(zn)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         msg = _first_line(exc)
         if torch_err is not None and _first_line(torch_err) != msg:
             msg = f"{_first_line(torch_err)} with a torch tensor and {msg} with a numpy array"
@@ -368,7 +376,7 @@ class ModuleGenerator(AdaptedGenerator):
         return self.model if self.call is None else getattr(self.model, self.call)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self._rows(self._fn()(z), len(z))
+        return self._rows(_user_call(self.name, self._fn(), z), len(z))
 
     def inverse(self, x: Tensor) -> Tensor:
         """``z = g⁻¹(x)`` by the model's own ``inverse`` (only when declared invertible)."""
@@ -405,9 +413,10 @@ class CallableGenerator(AdaptedGenerator):
 
     def forward(self, z: Tensor) -> Tensor:
         if self.backend == "torch":
-            return self._rows(self.fn(z), len(z))
+            return self._rows(_user_call(self.name, self.fn, z), len(z))
         zn = z.detach().cpu().numpy().astype(np.float64)
-        out = _numeric_array(self.fn(zn, self.rng) if self.stochastic else self.fn(zn), self.name)
+        args = (zn, self.rng) if self.stochastic else (zn,)
+        out = _numeric_array(_user_call(self.name, self.fn, *args), self.name)
         return self._rows(torch.from_numpy(np.asarray(out, dtype=np.float32)), len(z))
 
     def inverse(self, x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from genrefine.validation import check_data_shape
+from genrefine.validation import check_count, check_data_shape
 
 #: family name -> class; filled by ``@register_family`` when the package ``genrefine`` imports
 #: the modules that define families, so a checkpoint names a family, never code to import
@@ -113,6 +113,7 @@ class Generator(nn.Module):
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """Draw ``n`` latents from the prior and return ``(z, g(z))``."""
+        check_count(n, "n", minimum=0)
         z = self.prior.sample((int(n),))
         return z, self.generate(z, batch_size)
 
@@ -122,6 +123,7 @@ class Generator(nn.Module):
         ``exp(log_a)`` (:func:`~genrefine.samplers.rejection.accept_loop`), they are draws of
         ``(prior, g)``. ``z`` comes from the prior (``log_a = 0``) or, when the prior is a
         thinned one (:class:`~genrefine.samplers.rejection.RejectionPrior`), from its proposal."""
+        check_count(m, "m", minimum=0)
         prior = self.prior
         if hasattr(prior, "log_accept") and hasattr(prior, "proposal"):
             z = prior.proposal.sample((int(m),))

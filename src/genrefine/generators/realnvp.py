@@ -14,7 +14,7 @@ import zuko
 from torch import Tensor, nn
 
 from genrefine.generators.base import Generator, register_family
-from genrefine.training import train_loop
+from genrefine.training import train_loop, whole_number
 from genrefine.validation import check_array
 
 
@@ -35,6 +35,12 @@ class RealNVPGenerator(Generator):
 
     def __init__(self, data_dim: int, transforms: int = 12, hidden: tuple[int, ...] | list[int] = (48, 48, 48),
                  data_shape=None) -> None:
+        whole_number(data_dim, "data_dim", 1)
+        whole_number(transforms, "transforms", 1)
+        if not len(hidden):
+            raise ValueError("hidden: expected at least one hidden layer width")
+        for h in hidden:
+            whole_number(h, "hidden width", 1)
         super().__init__(latent_dim=data_dim, data_dim=data_dim, data_shape=data_shape)
         self.transforms = int(transforms)
         self.hidden = [int(h) for h in hidden]

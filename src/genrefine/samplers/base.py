@@ -8,7 +8,6 @@ size, bound, timings) as JSON-serialisable numbers.
 
 from __future__ import annotations
 
-import numbers
 from abc import ABC
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
@@ -19,6 +18,7 @@ from torch.distributions import Distribution
 
 from genrefine.samplers.diagnostics import effective_sample_size, weight_diagnostics  # noqa: F401  (re-exported)
 from genrefine.timing import timed
+from genrefine.validation import check_count  # noqa: F401  (re-exported: the samplers' count check)
 
 
 @dataclass
@@ -95,9 +95,3 @@ class LatentSampler(ABC):
     def _draw(self, n: int) -> tuple[Tensor, dict]:
         """``n`` points and the sampler's own diagnostics (subclasses implement this)."""
         raise NotImplementedError
-
-
-def check_count(value, name: str, minimum: int = 1) -> None:
-    """One clear error unless ``value`` is an integer >= ``minimum`` (a count: samples, steps, chains)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -49,9 +49,9 @@ from genrefine.generators.base import Generator
 from genrefine.metrics.c2st import roc_auc
 from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
-from genrefine.training import train_loop
+from genrefine.training import positive_rate, train_loop
 from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors
-from genrefine.validation import check_array, check_data_shape, check_positive
+from genrefine.validation import check_array, check_data_shape
 from genrefine.weights.conv import ConvNet
 
 # exp(50) ≈ 5e21: far above any weight worth sampling, and up to 1e16 such weights still sum
@@ -199,7 +199,7 @@ class RatioClassifier(nn.Module):
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        check_positive(lr, "lr")
+        positive_rate(lr, "lr")
         if not (np.isfinite(gamma) and 0 < gamma <= 1):
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
