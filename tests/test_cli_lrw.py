@@ -57,7 +57,9 @@ def test_checkpoint_of_the_wrong_family(tmp_path, capsys):
 def tiny_cfg() -> dict:
     cfg = get_preset("quick", "swissroll", "wgan-gp")
     lrw = cfg["lrw"]
-    lrw["w_phi"]["fit"].update(epochs=2, warmup=20, distil_size=5000, distil_epochs=2)
+    # every kind of candidate once, each as small as it goes (their fits are tested in test_lrw_weights)
+    lrw["w_phi"]["fit"].update(epochs=2, warmup=20, distil_size=5000, distil_epochs=2, smoothed_ratio=[0.1],
+                               calibrate=4, transport=1, crossfit=2)
     lrw["critic"]["fit"]["epochs"] = 1
     lrw["discriminator"]["epochs"] = 1
     lrw["dot_critic"]["epochs"] = 1
