@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -57,9 +59,13 @@ def _bad_files(tmp_path):
     (tmp_path / "cell.csv").write_text("1,2\n3,abc\n5,6\n")
     (tmp_path / "empty.csv").write_text("")
     np.savez(tmp_path / "k.npz", a=good)
+    os.symlink(tmp_path / "loop_b.npy", tmp_path / "loop_a.npy")
+    os.symlink(tmp_path / "loop_a.npy", tmp_path / "loop_b.npy")
+    os.mkdir(tmp_path / "dir.npy")
     return {
         "nan.npy": "NaN", "inf.npy": "inf", "oned.npy": "2-D", "empty.npy": "at least", "strings.npy": "numbers",
         "corrupt.npy": "", "cell.csv": "abc", "empty.csv": "empty", "missing.npy": "no such file",
+        "loop_a.npy": "link loop", "dir.npy": "is a directory",
     }
 
 

@@ -19,6 +19,8 @@ import json
 import math
 import os
 
+from genrefine.validation import not_a_file
+
 #: deepest nesting a settings file may have (section, parameter, a sub-dictionary's parameter)
 MAX_DEPTH = 4
 #: largest number a setting may hold: sizes beyond it cannot fit a machine anyway
@@ -61,8 +63,9 @@ def assignments_to_dict(items: list[str]) -> dict:
 
 def read_settings_file(path: str) -> dict:
     """A JSON settings file as a nested dict; refused in one line when it is not one."""
-    if not os.path.isfile(path):
-        raise ValueError(f"--config {path}: no such file")
+    why = not_a_file(path)
+    if why is not None:
+        raise ValueError(f"--config {path}: {why}")
     if os.path.getsize(path) > MAX_FILE_BYTES:
         raise ValueError(f"--config {path}: larger than {MAX_FILE_BYTES} bytes; a settings file is small")
     try:

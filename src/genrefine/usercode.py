@@ -22,6 +22,8 @@ from typing import Any
 
 from torch import nn
 
+from genrefine.validation import not_a_file
+
 PREFIX = "python:"
 
 
@@ -39,8 +41,9 @@ def parse_target(spec: str) -> tuple[str, str]:
 
 
 def _import_file(path: str) -> Any:
-    if not os.path.isfile(path):
-        raise ValueError(f"{path}: no such file (the python: target must name an existing .py file)")
+    why = not_a_file(path)
+    if why is not None:
+        raise ValueError(f"{path}: {why} (the python: target must name an existing .py file)")
     if not path.endswith(".py"):
         raise ValueError(f"{path}: the python: target must be a .py file")
     mod_name = "genrefine_user_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")

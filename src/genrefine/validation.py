@@ -7,6 +7,7 @@ so the command line can print it as ``error: ...`` and exit with code 2.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 import torch
@@ -120,3 +121,15 @@ def check_count(value, name: str, minimum: int = 1) -> None:
     """One clear error unless ``value`` is an integer >= ``minimum`` (a count: samples, steps, chains)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def not_a_file(path: str) -> str | None:
+    """Why ``path`` is not a regular file one can read (``None`` when it is): no such file, a
+    directory, a broken symbolic link or a link loop, or not a regular file (a FIFO, a device)."""
+    if os.path.isfile(path):
+        return None
+    if os.path.isdir(path):
+        return "is a directory"
+    if os.path.lexists(path) and not os.path.exists(path):
+        return "a broken symbolic link or a link loop"
+    return "not a regular file" if os.path.exists(path) else "no such file"

@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 
 from genrefine.data.idx import is_idx_path, read_idx
-from genrefine.validation import check_array, check_data_shape
+from genrefine.validation import check_array, check_data_shape, not_a_file
 
 _CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: what a channels-last last axis may hold
 
@@ -89,12 +89,9 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
     fewer than 2 rows, or a shape other than 2-D to 4-D.
     """
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise ValueError(f"{name}: no such file")
-    if os.path.isdir(name):
-        raise ValueError(f"{name}: is a directory, expected a .npy, .npz, .csv or IDX file")
-    if not os.path.isfile(name):  # a FIFO or device would block or never end
-        raise ValueError(f"{name}: not a regular file, expected a .npy, .npz, .csv or IDX file")
+    why = not_a_file(name)  # a FIFO or device would block or never end
+    if why is not None:
+        raise ValueError(f"{name}: {why}" + ("" if why == "no such file" else ", expected a .npy, .npz, .csv or IDX file"))
     ext = os.path.splitext(name)[1].lower()
     try:
         arr = _read(name, ext, key)
