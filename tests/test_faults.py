@@ -57,16 +57,17 @@ BODY = textwrap.dedent("""
             setattr(os, name, wrap(getattr(os, name)))
         os.fsync = lambda fd: None  # durability against power cuts is not what a kill tests
 
-        def write(path, text):
+        def write(path, text):  # as genrefine writes: a ".tmp-" file of the same suffix, then a rename
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path + ".part", "w") as fh:
+            tmp = os.path.join(os.path.dirname(path), ".tmp-" + os.path.basename(path))
+            with open(tmp, "w") as fh:
                 fh.write(text)
-            os.replace(path + ".part", path)
+            os.replace(tmp, path)
 
         with R.RunDirectory(out, {"options": {"tag": tag}}) as run:
             for epoch in range(epochs):  # "training": checkpoints replaced atomically
                 time.sleep(delay)
-                write(os.path.join(run.checkpoints, "base.ckpt"), f"{tag} epoch {epoch}")
+                write(os.path.join(run.checkpoints, "base.safetensors"), f"{tag} epoch {epoch}")
             for rel in files:
                 write(os.path.join(run.staging, rel), tag)
             write(os.path.join(run.staging, "metrics.json"), json.dumps({"run": tag}))
