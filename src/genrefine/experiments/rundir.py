@@ -150,6 +150,7 @@ class RunDirectory:
         self._ledger: dict | None = None
         self._pending = False
         self._committed = False
+        self._resumed_ledger: dict | None = None
 
     # ---- entry and exit -------------------------------------------------------------------
     def __enter__(self) -> "RunDirectory":
@@ -191,6 +192,7 @@ class RunDirectory:
                 raise ValueError(f"{self.out}: cannot resume: the run there was made with different "
                                  f"{', '.join(diff)}; run without resume to start over, or choose another directory")
             self.resumed = True
+            self._resumed_ledger = old  # put back if this run fails: its checkpoints are still that run's
         ckpt = os.path.join(self.path, CHECKPOINTS)
         if not self.resume and os.path.lexists(ckpt):  # claimed by run.json, or _foreign_entries refused it
             _check_checkpoint_files(self.out, ckpt)
@@ -213,6 +215,8 @@ class RunDirectory:
                     pass  # the journal stays; the next run on OUT completes it
             elif not self._committed and self.staging:
                 _remove_tree(self.staging)
+                if self._resumed_ledger is not None:  # a failed resume leaves run.json as it found it
+                    _write_json(os.path.join(self.path, LEDGER), self._resumed_ledger)
             if not self._committed:
                 _remove_if_unused(self.path, self._created_out)
         finally:
