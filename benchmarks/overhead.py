@@ -58,7 +58,7 @@ def main(argv=None) -> int:
         run_module.run_refinement(args.data, methods=args.methods, out=os.path.join(tmp, "run"), progress=False)
         wall = time.perf_counter() - t0
     total = sum(spent.values())
-    out = {"command": "python benchmarks/overhead.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    out = {"command": " ".join(["python benchmarks/overhead.py", *(argv if argv is not None else sys.argv[1:])]),
            "data": args.data, "methods": args.methods, "preset": "quick", "wall_seconds": wall,
            "seconds": spent, "overhead_seconds": total, "overhead_share": total / wall}
     atomic_write_text(args.out, json.dumps(out, indent=2))

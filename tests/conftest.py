@@ -3,7 +3,7 @@ import pytest
 import torch
 
 # one intra-op thread: the tests' models are small, and on a 2-core machine shared with another
-# job two threads thrash (a cross-fitting test: 18 s on one thread, 140 s on two, measured)
+# job two threads thrash (the measurement is in the commit that set this)
 torch.set_num_threads(1)
 
 
