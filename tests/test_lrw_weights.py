@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic, WGANGenerator
+from genrefine.generators import Critic, WGANGenerator
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import CHECK_PARTS, LatentImportanceNetwork
 

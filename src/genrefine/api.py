@@ -25,7 +25,7 @@ from genrefine.experiments.config import build_config
 from genrefine.experiments.run import run_refinement
 from genrefine.generators.adapters import NEEDS_BASE, as_generator
 from genrefine.generators.base import FAMILIES, Generator, build_generator, spec_wraps_user_model
-from genrefine.generators.wgan import Critic
+from genrefine.generators.critic import Critic
 from genrefine.methods import RunContext, check_method, fit_methods
 from genrefine.refine import SampledGenerator
 from genrefine.report import Report, Score
@@ -79,7 +79,7 @@ def load_classifier(path: str, device: str | torch.device = "cpu") -> DensityRat
 
 
 def load_critic(path: str, device: str | torch.device = "cpu") -> Critic:
-    """Load a :class:`~genrefine.generators.wgan.Critic` (``models/critic``, ``models/dot_critic``)."""
+    """Load a :class:`~genrefine.generators.critic.Critic` (``models/critic``, ``models/dot_critic``)."""
     return load_module(path, "critic", Critic, device)
 
 

@@ -73,11 +73,13 @@ def _refine_arguments(r: argparse.ArgumentParser) -> None:
                         "base, every latent reweighting method for a wgan-gp base; for a python: base those it "
                         "can serve of base,dctr,rejection,sir-dctr,hmc,laser,laser-flow)")
     r.add_argument("--base", default="realnvp",
-                   help="base generator: a family to train (realnvp, wgan-gp) or your own model, "
+                   help="base generator: a family to train (realnvp, ot-flow, vae, dcgan, wgan-clip, wgan-gp, "
+                        "hinge-gp) or your own model, "
                         "python:FILE.py:NAME (an nn.Module, a factory, a function z -> x, or a simulator "
                         "f(z, rng)); your file is run because you ask for it")
     r.add_argument("--latent-dim", type=_positive_int, default=None,
-                   help="latent dimension of a python: base (default: its latent_dim attribute)")
+                   help="latent dimension of a python: base (default: its latent_dim attribute), or of a "
+                        "vae or GAN family to train (default: its preset's)")
     r.add_argument("--base-model", default=None,
                    help="refine this saved generator (a models/<name> directory) instead of training one; "
                         "its family must match --base (a python: base: the model it was built on)")
@@ -263,11 +265,22 @@ def _base_of(args, dev):
         return gen, gen.family
     if args.base not in BASE_FAMILIES:
         raise ValueError(f"--base {args.base!r}: choose {', '.join(BASE_FAMILIES)} or python:FILE.py:NAME")
-    if args.latent_dim is not None:
-        raise ValueError("--latent-dim is for a python: base; a wgan-gp base's is set by --set wgan.latent_dim=D")
     if args.base_model:
         return load_generator(args.base_model, device=dev, family=args.base), args.base
     return None, args.base
+
+
+def _latent_setting(family: str, latent_dim: int, settings: dict) -> dict:
+    """``--latent-dim D`` for a family to train: its preset section's ``latent_dim``; a flow's
+    latent dimension is the data's, so it is refused there."""
+    from genrefine.generators import FAMILIES
+
+    cls = FAMILIES[family]
+    if "latent_dim" not in cls.arch_keys:
+        raise ValueError(f"--latent-dim: a {family} base's latent dimension is the data's; leave it out")
+    section = dict(settings.get(cls.preset_section, {}))
+    section["latent_dim"] = latent_dim
+    return {**settings, cls.preset_section: section}
 
 
 def _refine(args) -> int:
@@ -278,6 +291,8 @@ def _refine(args) -> int:
 
     settings = _settings(args)
     family = args.base if args.base in BASE_FAMILIES else "realnvp"
+    if args.latent_dim is not None and args.base in BASE_FAMILIES:
+        settings = _latent_setting(family, args.latent_dim, settings)
     build_config(args.preset, args.data if args.data in DATASETS else None, family, settings=settings)  # checked first
     dev = check_device(args.device)
     base, family = _base_of(args, dev)

@@ -13,6 +13,25 @@ import copy
 
 from genrefine.samplers.rejection import DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS
 
+# --- the introduction paper's families (generators/), for images (its MNIST networks, Eq. (5)
+# and (33)) and flat rows (MLPs); the latent dimension is 2 as in that paper, 100 for the
+# latent reweighting paper's hinge-GP MNIST base (w_φ's 400 units are 4 x the latent dimension).
+# Optimiser settings are the papers' (VAE: Adam 1e-3, weight decay 1e-5, batches of 64; DCGAN:
+# Adam 2e-4, β = (0.5, 0.999); WGAN: RMSprop 5e-5, clip 0.01; OT-Flow: the toy loss weights).
+# Epochs: what fits the 10-minute budget on 2 cores for 8,000 MNIST rows (docs/zoo.md).
+FAMILY_SECTIONS = {
+    "vae": {"latent_dim": 2, "hidden": 128, "layers": 3, "likelihood": "auto", "epochs": 20, "batch_size": 64,
+            "lr": 1e-3, "weight_decay": 1e-5, "gamma": 1.0},
+    "dcgan": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 2e-4,
+              "betas": [0.5, 0.999], "n_critic": 1, "gamma": 1.0},
+    "wgan-clip": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 5e-5,
+                  "n_critic": 5, "clip": 0.01, "gamma": 1.0},
+    "hinge-gp": {"latent_dim": 100, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 5e-4,
+                 "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 1.0, "gamma": 1.0},
+    "ot-flow": {"width": 32, "rank": 10, "steps": 8, "epochs": 10, "batch_size": 256, "lr": 1e-2,
+                "transport": 0.01, "hjb": 0.05, "weight_decay": 0.0, "gamma": 0.9},
+}
+
 PRESETS: dict[str, dict] = {
     "quick": {
         "n_train": 100_000,
@@ -71,6 +90,7 @@ PRESETS: dict[str, dict] = {
         # chain per sample from the prior; ε = 0.01 keeps the O(ε) bias of the stationary variance
         # near 1% on unit-scale latent structure (ε / 4σ²). Not tuned on the benchmarks.
         "ddls": {"step_size": 0.01, "n_steps": 200},
+        **{k: copy.deepcopy(v) for k, v in FAMILY_SECTIONS.items()},
     },
     "paper": {
         "n_train": 480_000,
@@ -85,6 +105,7 @@ PRESETS: dict[str, dict] = {
                        "lr": 1e-3, "gamma": 0.99},
         "rejection": {},
         "ddls": {"step_size": 0.01, "n_steps": 1000},
+        **{k: copy.deepcopy(v) for k, v in FAMILY_SECTIONS.items()},
     },
 }
 

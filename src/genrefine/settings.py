@@ -30,7 +30,7 @@ MAX_FILE_BYTES = 1 << 20
 #: network sizes, by parameter name: at least 1, at most this (larger builds would not fit memory
 #: or would take hours to build before any check could see it)
 SIZE_LIMITS = {"transforms": 256, "hidden": 8192, "layers": 128, "channels": 4096, "aux_dim": 4096, "bins": 1024,
-               "latent_dim": 4096}
+               "latent_dim": 4096, "width": 8192, "rank": 4096}
 
 
 def parse_assignment(text: str) -> tuple[list[str], object]:

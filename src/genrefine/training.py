@@ -91,7 +91,7 @@ def train_loop(
     progress: bool = True,
     checkpoint: str | None = None,
     checkpoint_every: int = 10,
-    on_epoch_end: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int], dict | None] | None = None,
 ) -> list[dict]:
     """Run ``epochs`` passes over ``tensors`` (aligned along dim 0) in shuffled batches.
 
@@ -101,6 +101,8 @@ def train_loop(
         modules, optimizers: what a checkpoint holds (by name).
         epochs: whole number >= 0; batch_size: >= 1 (capped at the number of rows).
         gamma: learning rates are multiplied by ``gamma`` in (0, 1] after each epoch.
+        on_epoch_end: called with the epoch's index after its record is made; a dict it returns
+            joins that record (a monitor's score), an exception it raises ends training.
         checkpoint: path prefix; ``<prefix>.safetensors`` (+ a readable ``<prefix>.json``) is
             written every ``checkpoint_every`` epochs and at the end. If it exists, training
             resumes there; one that does not fit ``modules`` or fails its hash is refused.
@@ -147,7 +149,9 @@ def train_loop(
         history.append(rec)
         bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k not in ("epoch", "seconds")})
         if on_epoch_end is not None:
-            on_epoch_end(epoch)
+            extra = on_epoch_end(epoch)  # a dict it returns joins the epoch's record (a monitor's score)
+            if isinstance(extra, dict):
+                rec.update(extra)
         if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
             save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history)
     bar.close()

@@ -14,7 +14,7 @@ import torch
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator, save_module
 from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic
+from genrefine.generators.critic import Critic
 from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import LatentImportanceNetwork

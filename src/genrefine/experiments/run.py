@@ -41,18 +41,20 @@ from genrefine.experiments.result import RefinementResult
 from genrefine.experiments.rundir import RunDirectory, fingerprint, make_record
 from genrefine.experiments.scoring import (SCORINGS, check_score_rows, inference_cost, rank_run, sampling_rates,
                                            score_lrw, score_methods_suite, score_sample)
-from genrefine.generators import Generator, RealNVPGenerator, WGANGenerator
+from genrefine.generators import FAMILIES, AdversarialGenerator, Generator
 from genrefine.methods import METHODS, MethodResult, RunContext, check_method, fit_methods
 from genrefine.timing import timed
 from genrefine.validation import resolve_device
 
-#: base families ``run_refinement`` can train, by name
-BASE_CLASSES: dict[str, type[Generator]] = {"realnvp": RealNVPGenerator, "wgan-gp": WGANGenerator}
+#: base families ``run_refinement`` can train, by name: every registered family with a preset section
+BASE_CLASSES: dict[str, type[Generator]] = {name: cls for name, cls in FAMILIES.items() if cls.preset_section}
 BASE_FAMILIES = tuple(BASE_CLASSES)
 #: the methods of a default run: every LaSeR method for a flow base, every latent reweighting
-#: method for a WGAN-GP base
-DEFAULT_METHODS = {"realnvp": ("base", "dctr", "rejection", "hmc", "laser", "laser-flow"),
-                   "wgan-gp": ("base", "latentrs", "latentga", "latentrsga", "drs", "mhgan", "sir", "dot")}
+#: method for an adversarial base (it brings its critic)
+LASER_DEFAULT = ("base", "dctr", "rejection", "hmc", "laser", "laser-flow")
+LRW_DEFAULT = ("base", "latentrs", "latentga", "latentrsga", "drs", "mhgan", "sir", "dot")
+DEFAULT_METHODS = {"realnvp": LASER_DEFAULT, "ot-flow": LASER_DEFAULT,
+                   **{name: LRW_DEFAULT for name, cls in FAMILIES.items() if issubclass(cls, AdversarialGenerator)}}
 #: candidates of a default run on a user's generator, kept where the generator serves them
 #: (:func:`default_methods`): no method here needs gradients but HMC
 USER_METHODS = ("base", "dctr", "rejection", "sir-dctr", "hmc", "laser", "laser-flow")
@@ -65,7 +67,7 @@ def method_names() -> tuple[str, ...]:
 
 def default_methods(base) -> list[str]:
     """The methods of a default run on ``base`` (a generator, or a family name): the family's
-    own set for ``realnvp`` / ``wgan-gp``, else those of :data:`USER_METHODS` that the
+    own set for the flows and the adversarial families (:data:`DEFAULT_METHODS`), else those of :data:`USER_METHODS` that the
     generator can serve (no gradient method when it is not differentiable, only data-space
     weights when it carries hidden randomness)."""
     family = base if isinstance(base, str) else getattr(base, "family", None)
@@ -202,7 +204,8 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
     torch.manual_seed(seed)
     np.random.seed(seed)
     x_train_t = torch.as_tensor(split.x_train, device=dev)
-    base, critic, timings, diagnostics = _fit_base(base, base_family, cfg, x_train_t, progress, ckpt, critic)
+    base, critic, timings, diagnostics = _fit_base(base, base_family, cfg, x_train_t, progress, ckpt, critic,
+                                                   split.data_shape)
     ctx = RunContext(base, x_train_t, cfg, n_samples, device=dev, progress=progress, ckpt=ckpt, critic=critic,
                      iterations=iterations)
     ctx.timings.update(timings)
@@ -315,7 +318,7 @@ def _record(split: DataSplit, base, critic, **options) -> dict:
 def _latent_dim(base, base_family: str, cfg: dict, dim: int) -> int:
     if base is not None:
         return int(base.latent_dim)
-    return int(cfg["wgan"]["latent_dim"]) if base_family == "wgan-gp" else int(dim)
+    return int(cfg[BASE_CLASSES[base_family].preset_section].get("latent_dim", dim))
 
 
 def _wraps_user_model(base) -> bool:
@@ -395,28 +398,21 @@ def _match_base(base, shape: tuple[int, ...], dim: int) -> tuple[int, ...]:
 
 
 def _fit_base(base: Generator | None, base_family: str, cfg: dict, x_train: torch.Tensor, progress: bool, ckpt,
-              critic) -> tuple[Generator, object, dict, dict]:
-    """The frozen base (trained when none is given) and its critic; timings and diagnostics."""
+              critic, data_shape) -> tuple[Generator, object, dict, dict]:
+    """The frozen base (trained when none is given, by its family's preset section) and its
+    critic (an adversarial family's own when none is given); timings and diagnostics."""
     timings: dict[str, float] = {}
     diagnostics: dict[str, dict] = {}
-    dim, dev = x_train.shape[1], x_train.device
-    if base is None and base_family == "wgan-gp":
-        b = cfg["wgan"]
-        base = WGANGenerator(b["latent_dim"], dim, b["hidden"], b["layers"]).to(dev)
-        _, timings["train_base"] = timed(lambda: base.fit(
-            x_train, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], betas=b["betas"],
-            n_critic=b["n_critic"], gp_weight=b["gp_weight"], gamma=b.get("gamma", 1.0), progress=progress,
-            checkpoint=ckpt("base")), dev)
-        critic = base.critic_
-        diagnostics["base"] = {"final_wasserstein": base.history_[-1]["wasserstein"] if base.history_ else None}
-    elif base is None:
-        b = cfg["base"]
-        base = RealNVPGenerator(dim, b["transforms"], b["hidden"]).to(dev)
-        _, timings["train_base"] = timed(lambda: base.fit(
-            x_train, epochs=b["epochs"], batch_size=b["batch_size"], lr=b["lr"], weight_decay=b["weight_decay"],
-            gamma=b["gamma"], progress=progress, checkpoint=ckpt("base")), dev)
-        diagnostics["base"] = {"final_nll": base.history_[-1]["nll"] if base.history_ else None}
-    base = base.to(dev).freeze()
+    if base is None:
+        cls = BASE_CLASSES[base_family]
+        section = dict(cfg[cls.preset_section])
+        arch = {k: section.pop(k) for k in cls.arch_keys if k in section}
+        base = cls.build(tuple(data_shape), x_train, **arch).to(x_train.device)
+        _, timings["train_base"] = timed(lambda: base.fit(x_train, progress=progress, checkpoint=ckpt("base"),
+                                                          **section), x_train.device)
+        critic = getattr(base, "critic_", None) if critic is None else critic
+        diagnostics["base"] = {"family": base_family, "final": dict(base.history_[-1]) if base.history_ else None}
+    base = base.to(x_train.device).freeze()
     return base, critic, timings, diagnostics
 
 

@@ -56,6 +56,11 @@ class Generator(nn.Module):
     stochastic: ClassVar[bool] = False
     #: the family wraps a user's model or function: loading it needs that object (``base=``)
     wraps_user_model: ClassVar[bool] = False
+    #: the preset section holding the family's settings when a run trains it (``--base NAME``);
+    #: None: a run cannot train the family. :meth:`build` takes the section's ``arch_keys``,
+    #: ``fit`` the rest.
+    preset_section: ClassVar[str | None] = None
+    arch_keys: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, latent_dim: int, data_dim: int, own_prior: bool = True, data_shape=None) -> None:
         super().__init__()
@@ -93,6 +98,13 @@ class Generator(nn.Module):
             return cls(**cfg)
         except TypeError as exc:  # a key missing or extra: the config was edited or is another family's
             raise ValueError(f"the '{cls.family}' generator's config does not fit its family ({exc})") from None
+
+    @classmethod
+    def build(cls, data_shape: tuple[int, ...], x, **arch) -> "Generator":
+        """An untrained generator of the family for rows of ``data_shape``, sized by ``arch``
+        (the preset section's :attr:`arch_keys`); ``x``: the training rows, for what the
+        architecture reads off the data (an output range)."""
+        raise ValueError(f"the '{cls.family}' family cannot be trained by a run")
 
     #: rows per chunk in :meth:`generate` when no ``batch_size`` is given: chunks keep the
     #: activations in cache on CPU (one batch of 1M is 2-4x slower); families set their own

@@ -29,6 +29,8 @@ class RealNVPGenerator(Generator):
     """
 
     invertible = True
+    preset_section = "base"
+    arch_keys = ("transforms", "hidden")
     # measured on 2 cores, raw sample(200k): 12 x (3 x 48) 0.224 s in chunks of 8192 against
     # 0.250 s in chunks of 50k; 20 x (3 x 60) 0.58 s against 1.33 s
     chunk_size = 8192
@@ -48,6 +50,10 @@ class RealNVPGenerator(Generator):
                                        hidden_features=self.hidden, activation=nn.LeakyReLU)
         self.register_buffer("data_loc", torch.zeros(data_dim))
         self.register_buffer("data_scale", torch.ones(data_dim))
+
+    @classmethod
+    def build(cls, data_shape, x, transforms: int = 12, hidden=(48, 48, 48)) -> "RealNVPGenerator":
+        return cls(int(np.prod(data_shape)), transforms, hidden, data_shape=data_shape)
 
     def config(self) -> dict:
         return {"data_dim": self.data_dim, "transforms": self.transforms, "hidden": self.hidden,

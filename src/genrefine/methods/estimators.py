@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic
+from genrefine.generators.critic import Critic
 from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic

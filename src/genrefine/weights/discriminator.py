@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic, gradient_penalty
+from genrefine.generators.critic import Critic, gradient_penalty
 from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from genrefine.generators.wgan import Critic
+from genrefine.generators.critic import Critic
 from genrefine.weights.latent_importance.game import DataWeightNetwork, GameResult, play
 from genrefine.weights.latent_importance.selection import CHECK_SIZE, HeldOut, pool_factor, weigh_with
 from genrefine.weights.latent_importance.teachers import train_teachers

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from genrefine.generators.wgan import Critic, gradient_penalty
+from genrefine.generators.critic import Critic, gradient_penalty
 from genrefine.nn import mlp
 from genrefine.training import train_loop
 from genrefine.weights.latent_importance.selection import HeldOut, weigh_with

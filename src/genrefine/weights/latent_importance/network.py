@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from genrefine.generators.base import Generator
-from genrefine.generators.wgan import Critic
+from genrefine.generators.critic import Critic
 from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.validation import check_array, check_positive
