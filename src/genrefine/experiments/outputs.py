@@ -23,7 +23,9 @@ from genrefine.weights.latent_importance import LatentImportanceNetwork
 def write_outputs(res: RefinementResult, out: str) -> None:
     """``samples/<method>.npy``, ``latents/<method>.npy``, ``samples/<method>_weights.npy`` for
     weighted methods, ``models/<name>/``, ``figures/`` (those that fit the data's dimension,
-    :func:`~genrefine.plotting.figures_for`), then ``metrics.json``."""
+    :func:`~genrefine.plotting.figures_for`; the base's own,
+    :func:`~genrefine.family_figures.base_figures`), then ``metrics.json``."""
+    from genrefine.family_figures import base_figures
     from genrefine.plotting import figures_for
 
     for sub in ("samples", "latents", "models", "figures"):
@@ -36,6 +38,11 @@ def write_outputs(res: RefinementResult, out: str) -> None:
     for name, model in res.models.items():
         save_model(model, os.path.join(out, "models", name))
     figures_for(res, os.path.join(out, "figures"), data_shape=getattr(res, "data_shape", None))
+    base = res.models.get("base")
+    if isinstance(base, Generator):
+        history = res.metrics.get("diagnostics", {}).get("base", {}).get("history")
+        base_figures(base, history, res.truth, getattr(res, "data_shape", None) or (res.truth.shape[1],),
+                     os.path.join(out, "figures"))
     atomic_write_text(os.path.join(out, "metrics.json"), json.dumps(jsonable(res.metrics), indent=2))
 
 

@@ -23,6 +23,7 @@ the output directory); no output is written unless every sample and weight is fi
 from __future__ import annotations
 
 import contextlib
+import inspect
 import hashlib
 import json
 import os
@@ -46,6 +47,8 @@ from genrefine.methods import METHODS, MethodResult, RunContext, check_method, f
 from genrefine.timing import timed
 from genrefine.validation import resolve_device
 
+#: training rows the base's energy-distance monitor compares fresh samples with, each epoch
+MONITOR_ROWS = 1000
 #: base families ``run_refinement`` can train, by name: every registered family with a preset section
 BASE_CLASSES: dict[str, type[Generator]] = {name: cls for name, cls in FAMILIES.items() if cls.preset_section}
 BASE_FAMILIES = tuple(BASE_CLASSES)
@@ -408,10 +411,13 @@ def _fit_base(base: Generator | None, base_family: str, cfg: dict, x_train: torc
         section = dict(cfg[cls.preset_section])
         arch = {k: section.pop(k) for k in cls.arch_keys if k in section}
         base = cls.build(tuple(data_shape), x_train, **arch).to(x_train.device)
+        if "monitor" in inspect.signature(base.fit).parameters:  # Fig. 11's energy distance, per epoch
+            section["monitor"] = x_train[:MONITOR_ROWS]
         _, timings["train_base"] = timed(lambda: base.fit(x_train, progress=progress, checkpoint=ckpt("base"),
                                                           **section), x_train.device)
         critic = getattr(base, "critic_", None) if critic is None else critic
-        diagnostics["base"] = {"family": base_family, "final": dict(base.history_[-1]) if base.history_ else None}
+        diagnostics["base"] = {"family": base_family, "final": dict(base.history_[-1]) if base.history_ else None,
+                               "history": base.history_}
     base = base.to(x_train.device).freeze()
     return base, critic, timings, diagnostics
 
