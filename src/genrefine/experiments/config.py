@@ -8,6 +8,9 @@ from genrefine.methods import METHODS, get_method
 from genrefine.presets import get_preset
 from genrefine.settings import apply_settings, merge
 
+#: the classifier's tempering choices (methods/estimators.py: tempering_candidates)
+TEMPER_CHOICES = ("on", "off", "auto")
+
 
 def build_config(preset: str, data_name: str | None = None, base_family: str = "realnvp", w_phi: dict | None = None,
                  overrides: dict | None = None, params: dict | None = None, settings: dict | None = None) -> dict:
@@ -39,6 +42,9 @@ def build_config(preset: str, data_name: str | None = None, base_family: str = "
         section.update(values)
     if settings:
         cfg = apply_settings(cfg, method_sections(settings, cfg))
+    if cfg.get("classifier", {}).get("temper", "off") not in TEMPER_CHOICES:
+        raise ValueError(f"classifier.temper must be one of {', '.join(TEMPER_CHOICES)}, "
+                         f"got {cfg['classifier']['temper']!r}")
     return cfg
 
 

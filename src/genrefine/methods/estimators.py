@@ -23,6 +23,7 @@ from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
 from genrefine.weights.latent_importance import LatentImportanceNetwork
+from genrefine.weights.tempering import CANDIDATES
 
 #: keys of ``cfg["classifier"]`` that build the classifier (the others train it); an MLP for
 #: tabular rows, a CNN for images (:func:`~genrefine.weights.classifier.make_classifier`)
@@ -39,6 +40,16 @@ class ClassifierFit:
     z: Tensor
     x: Tensor
     w: Tensor
+
+
+def tempering_candidates(setting: str, data_shape) -> tuple[float, ...]:
+    """The classifier's ``temper`` setting as candidate powers: ``"on"`` the default candidates
+    (:data:`~genrefine.weights.tempering.CANDIDATES`), ``"off"`` none, ``"auto"`` on for images
+    (nearly separable from their generators: the weights need it), off for tabular rows."""
+    if setting not in ("on", "off", "auto"):
+        raise ValueError(f"classifier.temper must be on, off or auto, got {setting!r}")
+    on = setting == "on" or (setting == "auto" and len(tuple(data_shape)) == 3)
+    return CANDIDATES if on else ()
 
 
 def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
@@ -60,7 +71,7 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
-        calibration_samples=lambda: gen.sample(n_gen)))
+        calibration_samples=lambda: gen.sample(n_gen), temper=tempering_candidates(c.get("temper", "off"), shape)))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next
@@ -76,7 +87,7 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
 def train_critic(ctx) -> Critic:
     """A new WGAN-GP critic (``cfg["lrw"]["critic"]``) trained against the frozen base."""
     c = ctx.cfg["lrw"]["critic"]
-    crit0 = Critic(ctx.base.data_dim, c["hidden"], c["layers"]).to(ctx.device)
+    crit0 = Critic(ctx.base.data_dim, c["hidden"], c["layers"], data_shape=ctx.base.data_shape).to(ctx.device)
     return ctx.timed("train_critic", lambda: fine_tune_critic(
         crit0, ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("critic"), **c["fit"]))
 

@@ -51,6 +51,7 @@ from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import positive_rate, train_loop
 from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors
+from genrefine.weights.tempering import select_tempering
 from genrefine.validation import check_array, check_data_shape
 from genrefine.weights.conv import ConvNet
 
@@ -150,6 +151,16 @@ class RatioClassifier(nn.Module):
         # cell calibration (none until fit(calibrate_cells=K)): k-means centres, log factor per cell
         self.register_buffer("cell_centres", torch.zeros(int(cells), self.dim))
         self.register_buffer("cell_log_factors", torch.zeros(int(cells)))
+        # tempering (fit(temper=...)): log w -> β log w - log mean_g w^β; β = 1 is none
+        self.register_buffer("temper_beta", torch.ones(()))
+        self.register_buffer("temper_log_norm", torch.zeros(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # classifiers saved before tempering existed hold no tempering buffers: untempered
+        for name, default in (("temper_beta", self.temper_beta), ("temper_log_norm", self.temper_log_norm)):
+            state_dict.setdefault(prefix + name, torch.ones_like(default) if name == "temper_beta"
+                                  else torch.zeros_like(default))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _standardisation(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Per-feature mean and standard deviation of the training rows."""
@@ -161,7 +172,11 @@ class RatioClassifier(nn.Module):
 
     def log_weight(self, x: Tensor) -> Tensor:
         """``log w(x) = logit f(x) + log(n_gen / n_data)`` (unclipped, differentiable), plus the
-        log factor of ``x``'s cell when calibrated."""
+        log factor of ``x``'s cell when calibrated, tempered when a ``β < 1`` was chosen."""
+        return self.temper_beta * self._raw_log_weight(x) - self.temper_log_norm
+
+    def _raw_log_weight(self, x: Tensor) -> Tensor:
+        """:meth:`log_weight` before tempering."""
         lw = self.logit(x) + self.log_class_ratio
         if len(self.cell_log_factors):
             lw = lw + self.cell_log_factors[torch.cdist(x.detach().reshape(len(x), -1), self.cell_centres).argmin(1)]
@@ -185,7 +200,7 @@ class RatioClassifier(nn.Module):
 
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
             weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
-            calibrate_cells: int = 0, calibration_samples=None) -> "RatioClassifier":
+            calibrate_cells: int = 0, calibration_samples=None, temper=()) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
@@ -194,7 +209,9 @@ class RatioClassifier(nn.Module):
         ``calibrate_cells=K`` then calibrates the weights on up to ``K`` cells (one per 500 data
         rows at most), against ``calibration_samples``: fresh generated rows, or a function
         that draws them once training is done (by default the training ones);
-        ``diagnostics_["calibration"]`` says how.
+        ``diagnostics_["calibration"]`` says how. ``temper``: candidate powers ``β`` of the
+        weights, one chosen on the held-out rows (:mod:`genrefine.weights.tempering`;
+        ``diagnostics_["tempering"]``); empty: none.
         """
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
@@ -204,6 +221,8 @@ class RatioClassifier(nn.Module):
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
         self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]  # fit anew
+        self.temper_beta.fill_(1.0)
+        self.temper_log_norm.zero_()
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
                           stratified_split(len(xd), len(xg), self.val_fraction, self.seed))
         x = torch.cat([xd[td], xg[tg]])
@@ -230,15 +249,29 @@ class RatioClassifier(nn.Module):
             cal = xg[tg] if cal is None else self._rows(cal, "calibration samples")
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
+        tempering = self._temper(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg], temper)
         rec = self.diagnose(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg],
                             on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history))
         self.diagnostics_record_ = rec
-        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {})}
+        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}),
+                             **({"tempering": tempering} if tempering else {})}
         if rec.degenerate:
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
         return self
+
+    @torch.no_grad()
+    def _temper(self, xd: Tensor, xg: Tensor, candidates) -> dict | None:
+        """Choose ``β`` among ``candidates`` on rows ``xd``, ``xg`` (:func:`select_tempering`)."""
+        if not candidates:
+            return None
+        lw = torch.cat([self._raw_log_weight(c) for c in xg.split(self.eval_batch)])
+        rec = select_tempering(lw, xd, xg, candidates)
+        self.temper_beta.fill_(rec["beta"])
+        self.temper_log_norm.fill_(rec["log_norm"])
+        self.log_weight_max.mul_(rec["beta"]).sub_(rec["log_norm"])
+        return rec
 
     @torch.no_grad()
     def _calibrate(self, xd: Tensor, xg: Tensor, requested: int) -> dict:

@@ -63,7 +63,9 @@ def fit_fold(student: nn.Module, generator, x_val: Tensor, x_chk: Tensor, x: Ten
         player.set_scale(x)
     else:
         player = student
-    crit = (copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3)).to(dev)
+    crit = copy.deepcopy(critic) if critic is not None else Critic(generator.data_dim, 128, 3,
+                                                                    data_shape=generator.data_shape)
+    crit = crit.to(dev)
     game = play(player, crit, x, (z_pool, x_pool), val, m, s, progress=progress, checkpoint=checkpoint)
     fold = Fold(player, crit, game, val, check)
     kept = copy.deepcopy(player).eval()  # the game's selected epoch (its start if none)
