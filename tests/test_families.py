@@ -145,3 +145,20 @@ def test_families_save_and_load(tmp_path, make):
     back = load_generator(str(tmp_path / "g"))
     z = torch.randn(6, g.latent_dim)
     assert type(back) is type(g) and torch.allclose(back(z), g(z), atol=1e-6)
+
+
+def test_cli_latent_dim_for_families(tmp_path, capsys):
+    from genrefine.cli import main
+
+    out = tmp_path / "run"
+    code = main(["refine", "--data", "moons", "--base", "realnvp", "--latent-dim", "3", "--out", str(out), "--quiet"])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "latent dimension is the data's" in err[0]
+    np.save(tmp_path / "moons.npy", moons(2500, 0))
+    code = main(["refine", "--data", str(tmp_path / "moons.npy"), "--base", "vae", "--latent-dim", "3",
+                 "--methods", "base,dctr", "--set", "vae.epochs=1", "--set", "classifier.epochs=1",
+                 "--n-samples", "1000", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert np.load(out / "latents" / "base.npy").shape == (1000, 3)
+    assert (out / "figures" / "training.png").exists()
