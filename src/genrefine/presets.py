@@ -18,16 +18,17 @@ from genrefine.samplers.rejection import DATA_STUDENT_STEPS, LATENT_STUDENT_STEP
 # latent reweighting paper's hinge-GP MNIST base (w_φ's 400 units are 4 x the latent dimension).
 # Optimiser settings are the papers' (VAE: Adam 1e-3, weight decay 1e-5, batches of 64; DCGAN:
 # Adam 2e-4, β = (0.5, 0.999); WGAN: RMSprop 5e-5, clip 0.01; OT-Flow: the toy loss weights).
-# Epochs: what fits the 10-minute budget on 2 cores for 8,000 MNIST rows (docs/zoo.md).
+# "images": the values used instead when the rows are images (epochs: what fits 10 minutes of
+# training on 2 cores for 8,000 MNIST rows, docs/zoo.md).
 FAMILY_SECTIONS = {
     "vae": {"latent_dim": 2, "hidden": 128, "layers": 3, "likelihood": "auto", "epochs": 20, "batch_size": 64,
-            "lr": 1e-3, "weight_decay": 1e-5, "gamma": 1.0},
+            "lr": 1e-3, "weight_decay": 1e-5, "gamma": 1.0, "images": {"epochs": 30}},
     "dcgan": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 2e-4,
-              "betas": [0.5, 0.999], "n_critic": 1, "gamma": 1.0},
+              "betas": [0.5, 0.999], "n_critic": 1, "gamma": 1.0, "images": {"epochs": 12}},
     "wgan-clip": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 5e-5,
-                  "n_critic": 5, "clip": 0.01, "gamma": 1.0},
+                  "n_critic": 5, "clip": 0.01, "gamma": 1.0, "images": {"epochs": 25, "lr": 2e-4}},
     "hinge-gp": {"latent_dim": 100, "hidden": 128, "layers": 3, "epochs": 20, "batch_size": 64, "lr": 5e-4,
-                 "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 1.0, "gamma": 1.0},
+                 "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 1.0, "gamma": 1.0, "images": {"epochs": 15}},
     "ot-flow": {"width": 32, "rank": 10, "steps": 8, "epochs": 10, "batch_size": 256, "lr": 1e-2,
                 "transport": 0.01, "hjb": 0.05, "weight_decay": 0.0, "gamma": 0.9},
 }
@@ -116,11 +117,14 @@ PRESETS: dict[str, dict] = {
 # lr 1e-3 decaying x 0.96 per epoch, ~4,700 generator steps (60 epochs of 100k points): the
 # best base per minute measured on 2 cores (the decay alone took the 25 Gaussians' EMD from
 # 0.116 to 0.093, floor 0.051, and put the swiss roll at its floor).
+# For images (the section's "images" values, in the image GANs' usual setting): batches of 64,
+# Adam 2e-4, penalty weight 10, 15 epochs.
+WGAN_IMAGES = {"epochs": 15, "batch_size": 64, "lr": 2e-4, "gamma": 1.0, "gp_weight": 10.0}
 WGAN = {
     "quick": {"latent_dim": 2, "hidden": 128, "layers": 3, "epochs": 60, "batch_size": 256, "lr": 1e-3,
-              "gamma": 0.96, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
+              "gamma": 0.96, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1, "images": WGAN_IMAGES},
     "paper": {"latent_dim": 2, "hidden": 512, "layers": 3, "epochs": 1280, "batch_size": 256, "lr": 1e-4,
-              "gamma": 1.0, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1},
+              "gamma": 1.0, "betas": [0.5, 0.9], "n_critic": 5, "gp_weight": 0.1, "images": WGAN_IMAGES},
 }
 LRW = {
     "quick": {

@@ -409,6 +409,9 @@ def _fit_base(base: Generator | None, base_family: str, cfg: dict, x_train: torc
     if base is None:
         cls = BASE_CLASSES[base_family]
         section = dict(cfg[cls.preset_section])
+        images = section.pop("images", {})  # the section's own values for image rows
+        if len(tuple(data_shape)) == 3:
+            section.update(images)
         arch = {k: section.pop(k) for k in cls.arch_keys if k in section}
         base = cls.build(tuple(data_shape), x_train, **arch).to(x_train.device)
         if "monitor" in inspect.signature(base.fit).parameters:  # Fig. 11's energy distance, per epoch
