@@ -37,6 +37,7 @@ holds the old run or the new one, entire.
 
 from __future__ import annotations
 
+import importlib.metadata
 import datetime as _dt
 import hashlib
 import json
@@ -101,9 +102,9 @@ def _tensor_fingerprint(t, chunk_bytes: int) -> str:
 def make_record(data, options: dict) -> dict:
     """The record of a run: ``{"data": fingerprints, "options": options, "version": ...}``;
     ``data`` is one array or a dict of named arrays (e.g. the train and held-out splits)."""
-    try:
-        from genrefine import __version__ as version
-    except ImportError:
+    try:  # the installed distribution's version (the package itself sits above this layer)
+        version = importlib.metadata.version("genrefine")
+    except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     prints = {k: fingerprint(v) for k, v in data.items()} if isinstance(data, dict) else fingerprint(data)
     return {"data": prints, "options": options, "version": version}
