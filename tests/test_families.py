@@ -162,3 +162,16 @@ def test_cli_latent_dim_for_families(tmp_path, capsys):
     assert code == 0
     assert np.load(out / "latents" / "base.npy").shape == (1000, 3)
     assert (out / "figures" / "training.png").exists()
+
+
+@pytest.mark.parametrize("rows, words", [((30, 4, 16), "shape (1, 8, 8)"), ((30, 1, 28, 28), "64-d samples")])
+def test_cli_refuses_a_saved_family_for_other_images(tmp_path, capsys, rows, words):
+    from genrefine.cli import main
+
+    save_generator(DCGANGenerator(2, 64, data_shape=(1, 8, 8)).freeze(), str(tmp_path / "g"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random(rows).astype(np.float32))
+    out = tmp_path / "run"
+    code = main(["refine", "--data", str(tmp_path / "x.npy"), "--base", "dcgan", "--base-model", str(tmp_path / "g"),
+                 "--methods", "base,dctr", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not out.exists() and len(err) == 1 and words in err[0]
