@@ -103,7 +103,7 @@ def test_digits_images_with_a_users_decoder(tmp_path):
     clf = m["diagnostics"]["classifier"]
     assert 0.5 <= clf["auc"] <= 1 and isinstance(clf["degenerate"], bool)
     figures = sorted(p.name for p in (out / "figures").iterdir())
-    assert figures == ["images.png", "latent.png"]
+    assert figures == ["images.png", "interpolation.png", "latent.png"]  # no training monitor: the model came given
 
 
 def test_image_array_and_a_flat_base_agree_on_the_shape():
