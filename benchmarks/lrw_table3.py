@@ -39,6 +39,7 @@ from genrefine.metrics import FeatureNet, exact_emd, frechet_distance, precision
 from genrefine.metrics.precision_recall import mean_interval
 from genrefine.experiments.scoring import inference_cost
 from genrefine.pipeline import run_refinement
+from genrefine.presets import get_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -51,10 +52,15 @@ PAPER = {"base": ("87.4±0.9", "94.6±0.4", "24.9±0.3", "53.6±7.2", 0.7),
          "dot": ("89.5±0.6", "94.0±0.3", "24.8±0.2", "43.3±3.4", 15.7),
          "latentrs": ("89.0±0.4", "94.7±0.7", "24.1±0.3", "36.3±3.2", 1.6),
          "latentrsga": ("91.8±1.0", "92.8±0.4", "23.4±0.2", "38.2±3.8", 8.6)}
-SMOKE = {"hinge-gp": {"images": {"epochs": 1}}, "classifier": {"epochs": 1},
-         "lrw": {"critic": {"fit": {"epochs": 1}}, "discriminator": {"epochs": 1}, "dot_critic": {"epochs": 1},
-                 "w_phi": {"fit": {"epochs": 1, "warmup": 10, "crossfit": 2, "transport": 1, "calibrate": 4,
-                                   "smoothed_ratio": [0.1]}}}}
+
+
+def smoke_overrides() -> dict:
+    """Every step at a toy size (``--smoke``): one epoch each, small distillation."""
+    lrw = get_preset("quick")["lrw"]
+    lrw["critic"]["fit"]["epochs"] = lrw["discriminator"]["epochs"] = lrw["dot_critic"]["epochs"] = 1
+    lrw["w_phi"]["fit"].update(epochs=1, warmup=10, crossfit=2, transport=1, calibrate=4, smoothed_ratio=[0.1],
+                               distil_size=2000, distil_epochs=1)
+    return {"hinge-gp": {"images": {"epochs": 1}}, "classifier": {"epochs": 1}, "lrw": lrw}
 
 
 def split(images: np.ndarray, labels: np.ndarray, seed: int, holdout: float = 0.2):
@@ -96,7 +102,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     res = run_refinement(images, methods=",".join(METHODS), base_family="hinge-gp", data_shape=(1, 28, 28),
                          seed=args.seed, n_samples=n_eval * repeats, scoring="suite", progress=False,
-                         out=args.out, settings=SMOKE if args.smoke else None)
+                         out=args.out, overrides=smoke_overrides() if args.smoke else None)
     wall = time.perf_counter() - t0
     net = FeatureNet((1, 28, 28), seed=args.seed, epochs=1 if args.smoke else 5).fit(x_train, labels=y_train)
     truth_f = net.features(held)
