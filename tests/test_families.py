@@ -175,3 +175,10 @@ def test_cli_refuses_a_saved_family_for_other_images(tmp_path, capsys, rows, wor
                  "--methods", "base,dctr", "--out", str(out), "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and not out.exists() and len(err) == 1 and words in err[0]
+
+
+def test_default_methods_of_a_family_follow_what_it_serves():
+    from genrefine.experiments.run import default_methods
+
+    assert default_methods("vae") == ["base", "dctr", "rejection", "sir-dctr", "hmc", "laser", "laser-flow"]
+    assert "latentrs" in default_methods("hinge-gp") and "hmc" in default_methods("ot-flow")

@@ -76,6 +76,7 @@ def default_methods(base) -> list[str]:
     family = base if isinstance(base, str) else getattr(base, "family", None)
     if family in DEFAULT_METHODS:
         return list(DEFAULT_METHODS[family])
+    base = FAMILIES.get(base, base) if isinstance(base, str) else base  # a family's class declares what it serves
     keep = []
     for name in USER_METHODS:
         try:
