@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from genrefine.validation import check_count, check_data_shape
+from genrefine.validation import check_array, check_count, check_data_shape
 
 #: family name -> class; filled by ``@register_family`` when the package ``genrefine`` imports
 #: the modules that define families, so a checkpoint names a family, never code to import
@@ -147,6 +147,20 @@ class Generator(nn.Module):
     def sample(self, n: int, batch_size: int | None = None) -> Tensor:
         """Draw ``n`` samples ``x = g(z)``, ``z ~ prior``."""
         return self.sample_with_latents(n, batch_size)[1]
+
+    def training_rows(self, data, standardise: bool = False) -> Tensor:
+        """``data`` checked as ``(n, data_dim)`` rows on the generator's device, with every
+        parameter set to train. ``standardise``: a flow's ``data_loc`` / ``data_scale`` buffers
+        take the rows' mean and standard deviation (always, so a resumed checkpoint restores the
+        same values from the same data)."""
+        x = torch.as_tensor(check_array(data, name="training data", dim=self.data_dim, min_rows=2),
+                            device=self.device).float()
+        if standardise:
+            self.data_loc.copy_(x.mean(0))
+            self.data_scale.copy_(x.std(0).clamp_min(1e-6))
+        for p in self.parameters():
+            p.requires_grad_(True)
+        return x
 
     def freeze(self) -> "Generator":
         """Switch to eval mode and stop gradients to parameters (gradients to inputs still flow)."""

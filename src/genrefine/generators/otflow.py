@@ -32,7 +32,6 @@ from torch import Tensor, nn
 from genrefine.generators.base import Generator, register_family
 from genrefine.generators.monitor import EnergyMonitor
 from genrefine.training import train_loop, whole_number
-from genrefine.validation import check_array
 
 
 def log_cosh(a: Tensor) -> Tensor:
@@ -161,11 +160,7 @@ class OTFlowGenerator(Generator):
             checkpoint: str | None = None, monitor=None) -> "OTFlowGenerator":
         """Minimise the loss of the module docstring on ``data`` (n, d) with Adam; ``monitor``:
         held-out rows whose energy distance to fresh samples is logged each epoch."""
-        x = torch.as_tensor(check_array(data, name="training data", dim=self.data_dim, min_rows=2), device=self.device)
-        self.data_loc.copy_(x.mean(0))
-        self.data_scale.copy_(x.std(0).clamp_min(1e-6))
-        for p in self.parameters():
-            p.requires_grad_(True)
+        x = self.training_rows(data, standardise=True)
         opt = torch.optim.Adam(self.potential.parameters(), lr=lr, weight_decay=weight_decay)
 
         def step(xb: Tensor) -> dict:

@@ -15,7 +15,6 @@ from torch import Tensor, nn
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.training import train_loop, whole_number
-from genrefine.validation import check_array
 
 
 @register_family("realnvp")
@@ -73,12 +72,7 @@ class RealNVPGenerator(Generator):
     def fit(self, data, epochs: int = 100, batch_size: int = 2000, lr: float = 1e-3, weight_decay: float = 1e-5,
             gamma: float = 0.999, progress: bool = True, checkpoint: str | None = None) -> "RealNVPGenerator":
         """Maximum likelihood on ``data`` (n, d): Adam(lr, weight_decay), lr x gamma per epoch."""
-        x = torch.as_tensor(check_array(data, name="training data", dim=self.data_dim, min_rows=2), device=self.device)
-        # standardise always (a resumed checkpoint restores the same values from the same data)
-        self.data_loc.copy_(x.mean(0))
-        self.data_scale.copy_(x.std(0).clamp_min(1e-6))
-        for p in self.parameters():
-            p.requires_grad_(True)
+        x = self.training_rows(data, standardise=True)
         opt = torch.optim.Adam(self.flow.parameters(), lr=lr, weight_decay=weight_decay)
 
         def step(xb: Tensor) -> dict:
