@@ -53,6 +53,23 @@ USER_FILE = textwrap.dedent("""
     def strips(z):
         return np.repeat(z[:, :1], 16, axis=1).reshape(len(z), 2, 8)
 
+    def sim_fails_later(z, rng):       # passes the probe, fails on the run's large batches
+        if len(z) > 300:
+            raise RuntimeError("detector offline")
+        return np.asarray(z) + rng.normal(size=z.shape)
+
+    def sim_nan_later(z, rng):
+        x = np.asarray(z) + rng.normal(size=z.shape)
+        if len(z) > 300:
+            x[0, 0] = np.nan
+        return x
+
+    def sim_shape_later(z, rng):
+        return np.asarray(z)[:, :3] if len(z) > 300 else np.asarray(z) + rng.normal(size=z.shape)
+
+    def sim_strings_later(z, rng):
+        return np.full(z.shape, "a") if len(z) > 300 else np.asarray(z)
+
     class NoLatentAttr(nn.Module):
         def __init__(self):
             super().__init__()
@@ -184,7 +201,8 @@ def four_d(tmp_path):
     ("{f}:NoLatentAttr", ["--latent-dim", "3"], "raised"),                     # nn.Linear(2, 4) fed 3-d z
     ("{f}:NoLatentAttr", [], "--latent-dim"),
     ("{f}:numpy_gen", ["--latent-dim", "4", "--methods", "base,hmc"], "hmc needs a differentiable"),
-    ("{f}:simulator", ["--latent-dim", "4", "--methods", "base,rejection"], "hidden randomness"),
+    ("{f}:simulator", ["--latent-dim", "4", "--methods", "base,sir-dctr"], "hidden randomness"),
+    ("{f}:simulator", ["--latent-dim", "4", "--methods", "base,hmc"], "hmc-omnifold"),
     ("{f}:numpy_gen", ["--latent-dim", "4", "--set", "classifier.nope=1"], "classifier.nope"),
     ("{f}:numpy_gen", ["--latent-dim", "4", "--set", "nosuch.x=1"], "unknown section"),
     ("{f}:numpy_gen", ["--latent-dim", "4", "--set", "classifier.epochs=-3"], "classifier.epochs"),
@@ -258,3 +276,52 @@ def test_demo_runs_every_laser_method_on_gaussians4(monkeypatch, capsys):
     assert seen["data"] == "gaussians4" and seen["methods"] == "base,dctr,rejection,hmc,laser,laser-flow"
     assert seen["n_samples"] == 1000 and seen["out"] == "somewhere" and seen["base"] is None
     assert seen["preset"] == "quick" and seen["scoring"] == "auto" and seen["settings"] is None
+
+
+SIM_TINY = ["classifier.hidden=32", "classifier.layers=2", "classifier.epochs=5", "omnifold.iterations=2",
+            "omnifold.epochs=5", "omnifold.hidden=16", "omnifold.latent_hidden=16"]
+
+
+@pytest.mark.parametrize("name, words", [
+    ("sim_fails_later", ["sim_fails_later", "detector offline"]),
+    ("sim_nan_later", ["sim_nan_later", "NaN"]),
+    ("sim_shape_later", ["sim_shape_later", "(3,)"]),
+    ("sim_strings_later", ["sim_strings_later", "dtype"]),
+])
+def test_simulator_faults_during_the_run(tmp_path, capsys, user_file, four_d, name, words):
+    out = tmp_path / "o"
+    code, _, err = _run_cli(["refine", "--data", four_d, "--base", f"python:{user_file}:{name}", "--latent-dim", "4",
+                             "--methods", "base,rejection-omnifold", "--n-samples", "400", "--out", str(out),
+                             "--quiet", *_sets(SIM_TINY)], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and all(w in err[0] for w in words), err
+    assert not out.exists()
+
+
+def test_simulator_end_to_end_with_omnifold(tmp_path, capsys, user_file, four_d):
+    out = tmp_path / "run"
+    code, printed, err = _run_cli(["refine", "--data", four_d, "--base", f"python:{user_file}:simulator",
+                                   "--latent-dim", "4", "--methods", "base,rejection,omnifold,rejection-omnifold",
+                                   "--n-samples", "400", "--out", str(out), "--quiet", *_sets(SIM_TINY)], capsys)
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["methods"] == ["base", "rejection", "omnifold", "rejection-omnifold"]
+    iterations = metrics["diagnostics"]["omnifold_weights"]["iterations"]
+    assert [it["iteration"] for it in iterations] == [1, 2] and "marginal_jsd" in metrics["scores"]["base"]
+    assert 0 < metrics["diagnostics"]["pullback_spread"]["noise_fraction"] < 1
+    assert (out / "models" / "omnifold_weights").is_dir() and (out / "samples" / "omnifold_weights.npy").exists()
+
+
+def test_demo_of_a_simulator(monkeypatch, capsys):
+    import genrefine.experiments.run as run_module
+
+    seen = {}
+
+    def fake_run(data, **kw):
+        seen.update(kw, data=data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_module, "run_refinement", fake_run)
+    code, _, err = _run_cli(["demo", "--simulator", "detector", "--out", "somewhere"], capsys)
+    assert code == 130 and err == ["error: interrupted"]
+    assert seen["data"] == "detector" and seen["base"].stochastic and seen["base"].latent_dim == 2
+    assert seen["methods"].split(",")[:3] == ["base", "dctr", "rejection"] and "rejection-omnifold" in seen["methods"]

@@ -68,15 +68,21 @@ def test_register_refuses_a_second_method_of_the_same_name():
 
 def test_needs_the_generator_lacks_are_refused_in_one_line():
     gen = NumpyLike()
-    for name in ("hmc", "dot", "ddls"):
+    for name, hint in (("hmc", "; hmc-omnifold samples OmniFold's latent weights, which need no gradient of g"),
+                       ("dot", ""), ("ddls", "; ddls-omnifold samples")):
         with pytest.raises(ValueError, match=f"^{name} needs a differentiable generator; 'callable' generators are "
-                                             "not differentiable$"):
+                                             f"not differentiable{hint}"):
             check_method(gen, name)
     for name in ("dctr", "rejection", "laser", "latentrs", "latentga", "sir", "drs-dctr"):
         assert check_method(gen, name) is METHODS[name]
-    with pytest.raises(ValueError, match="rejection needs weights that are a function of z"):
-        check_method(Noisy(), "rejection")
-    assert check_method(Noisy(), "dctr") is METHODS["dctr"]
+    # hidden randomness: weights pulled back to z are refused where a method needs them to be a
+    # function of z (HMC's gradient, the ratio samplers); latent rejection and the refiners take
+    # the direct pull-back (one noisy draw per latent point), the -omnifold methods OmniFold's
+    for name in ("hmc", "sir-dctr", "latentrs"):
+        with pytest.raises(ValueError, match=f"{name} needs weights that are a function of z.*rejection-omnifold"):
+            check_method(Noisy(), name)
+    for name in ("dctr", "rejection", "laser", "omnifold", "hmc-omnifold", "laser-flow-omnifold"):
+        assert check_method(Noisy(), name) is METHODS[name]
     with pytest.raises(ValueError, match="unknown 'nope'; choose from dctr, rejection"):
         check_method(gen, "nope")
 

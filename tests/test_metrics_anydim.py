@@ -154,7 +154,8 @@ def test_score_suite_tabular_floors_and_shifted_base():
     t, ti, good = (rng.normal(size=(600, 16)) for _ in range(3))
     shifted = rng.normal(size=(600, 16)) * 1.3 + 0.5
     sc = score_suite(t, ti, shifted, sizes=SMALL)
-    _check_suite(sc, ["energy", "exact_emd", "precision", "recall", "c2st_auc"])
+    _check_suite(sc, ["energy", "exact_emd", "precision", "recall", "c2st_auc", "marginal_jsd"])
+    assert sc["marginal_jsd"]["value"] > 3 * sc["marginal_jsd"]["floor"]
     assert sc["energy"]["value"] > 10 * sc["energy"]["floor"]
     assert sc["exact_emd"]["value"] > sc["exact_emd"]["floor"] + 0.5  # 16-D EMD floors are high at n = 300
     assert sc["c2st_auc"]["value"] > 0.8 and abs(sc["c2st_auc"]["floor"] - 0.5) < 0.08
@@ -176,7 +177,7 @@ def test_score_suite_2d_has_histograms_and_images_have_features():
     rng = np.random.default_rng(7)
     t, ti, s = (rng.normal(size=(5000, 2)) for _ in range(3))
     sc = score_suite(t, ti, s + 1.0, sizes={**SMALL, "hist": 5000})
-    _check_suite(sc, ["energy", "exact_emd", "precision", "recall", "c2st_auc", "hist_jsd", "hist_emd"])
+    _check_suite(sc, ["energy", "exact_emd", "precision", "recall", "c2st_auc", "hist_jsd", "hist_emd", "marginal_jsd"])
     assert sc["hist_jsd"]["value"] > 3 * sc["hist_jsd"]["floor"]
     x, _ = _toy_images(1800, 1)
     net = FeatureNet((1, 8, 8), n_features=8, width=4, epochs=2, seed=0).fit(x[:600])
@@ -191,6 +192,23 @@ def test_score_suite_2d_has_histograms_and_images_have_features():
         score_suite(x[:600], x[600:1200], blurred, data_shape=(1, 8, 9))
     with pytest.raises(ValueError, match="sizes"):
         score_suite(t, ti, s, sizes={"emd": 100})
+
+
+def test_marginal_jsd_known_values():
+    from genrefine.metrics import marginal_jsd
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(20_000, 3))
+    assert marginal_jsd(x, x) == 0.0
+    # disjoint supports in one coordinate of three: log 2 there, ~0 in the others
+    far = x.copy()
+    far[:, 1] += 100.0
+    assert marginal_jsd(x, far) == pytest.approx(np.log(2) / 3, abs=0.01)
+    # weights that undo a shift of one coordinate: w = N(y; 0, 1) / N(y; 1, 1) = exp(0.5 - y)
+    y = rng.normal(size=(20_000, 3)) + np.array([1.0, 0, 0])
+    assert marginal_jsd(x, y, weights_y=np.exp(0.5 - y[:, 0])) < 0.2 * marginal_jsd(x, y)
+    with pytest.raises(ValueError, match="marginal_jsd"):
+        marginal_jsd(x, y[:, :2])
 
 
 def test_energy_mm_matches_exact_distances():

@@ -46,7 +46,8 @@ def test_16d_user_base_suite_scores_ranking_and_files(tmp_path):
     assert m["n_train"] == 2400 and m["n_truth"] == 300
     for method in ("base", "dctr", "sir-dctr"):
         s = m["scores"][method]
-        assert set(s) == {"energy", "exact_emd", "precision", "recall", "c2st_auc"}  # no histograms in 16-D
+        # no 2-D histograms in 16-D: the marginal ones
+        assert set(s) == {"energy", "exact_emd", "precision", "recall", "c2st_auc", "marginal_jsd"}
         assert all(np.isfinite(v["value"]) and np.isfinite(v["floor"]) for v in s.values())
     assert m["scores"]["dctr"]["energy"]["floor"] == m["scores"]["base"]["energy"]["floor"]  # same truth rows
     r = m["ranking"]
@@ -160,7 +161,9 @@ def test_default_methods_follow_what_the_base_offers():
     assert not numpy_base.differentiable and "hmc" not in default_methods(numpy_base)
     assert {"rejection", "laser", "laser-flow", "sir-dctr"} <= set(default_methods(numpy_base))
     sim = as_generator(lambda z, rng: np.asarray(z) + rng.normal(size=z.shape), latent_dim=2, stochastic=True)
-    assert default_methods(sim) == ["base", "dctr"]  # hidden randomness: data-space weights only
+    # hidden randomness: the direct pull-back beside OmniFold's latent weights
+    assert default_methods(sim) == ["base", "dctr", "rejection", "omnifold", "rejection-omnifold", "hmc-omnifold",
+                                    "laser-omnifold"]
 
 
 def test_non_finite_outputs_are_never_written(tmp_path, monkeypatch):

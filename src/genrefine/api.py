@@ -28,10 +28,12 @@ from genrefine.generators.base import FAMILIES, Generator, build_generator, spec
 from genrefine.generators.critic import Critic
 from genrefine.methods import RunContext, check_method, fit_methods
 from genrefine.refine import SampledGenerator
+from genrefine.usercode import is_simulator
 from genrefine.report import Report, Score
 from genrefine.validation import check_array, resolve_device
 from genrefine.weights.classifier import DensityRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
+from genrefine.weights.omnifold import OmniFold
 
 
 def save_generator(gen: Generator, path: str, extra: dict | None = None) -> str:
@@ -83,6 +85,11 @@ def load_critic(path: str, device: str | torch.device = "cpu") -> Critic:
     return load_module(path, "critic", Critic, device)
 
 
+def load_omnifold(path: str, device: str | torch.device = "cpu") -> OmniFold:
+    """Load OmniFold's latent weights (``models/omnifold_weights``): ``.weight(z)``, ``.target(prior)``."""
+    return load_module(path, "omnifold_weights", OmniFold, device)
+
+
 def load_latent_importance(path: str, device: str | torch.device = "cpu") -> LatentImportanceNetwork:
     """Load a :class:`~genrefine.weights.latent_importance.LatentImportanceNetwork` (``models/w_phi``)."""
     return load_module(path, "latent_importance", LatentImportanceNetwork, device)
@@ -91,10 +98,11 @@ def load_latent_importance(path: str, device: str | torch.device = "cpu") -> Lat
 # --- the front door: refine a generator with one method, or compare several ---------------
 
 def _as_base(generator, latent_dim=None, data_shape=None) -> Generator:
-    """A :class:`Generator` as it is; a user's module or function through :func:`as_generator`."""
+    """A :class:`Generator` as it is; a user's module or function through :func:`as_generator`
+    (a plain function of two arguments ``f(z, rng)`` is a simulator with hidden randomness)."""
     if isinstance(generator, Generator):
         return generator
-    return as_generator(generator, latent_dim=latent_dim, data_shape=data_shape)
+    return as_generator(generator, latent_dim=latent_dim, data_shape=data_shape, stochastic=is_simulator(generator))
 
 
 def _flat_data(data, gen: Generator) -> np.ndarray:

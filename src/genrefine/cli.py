@@ -76,7 +76,8 @@ def _refine_arguments(r: argparse.ArgumentParser) -> None:
                    help="base generator: a family to train (realnvp, ot-flow, vae, dcgan, wgan-clip, wgan-gp, "
                         "hinge-gp) or your own model, "
                         "python:FILE.py:NAME (an nn.Module, a factory, a function z -> x, or a simulator "
-                        "f(z, rng)); your file is run because you ask for it")
+                        "f(z, rng)); your file is run because you ask for it; or sim:detector, "
+                        "sim:calorimeter (toy simulators with hidden randomness)")
     r.add_argument("--latent-dim", type=_positive_int, default=None,
                    help="latent dimension of a python: base (default: its latent_dim attribute), or of a "
                         "vae or GAN family to train (default: its preset's)")
@@ -125,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
 
     d = sub.add_parser("demo", help="quick preset on gaussians4 with every method; prints the score table")
+    d.add_argument("--simulator", default=None, choices=["detector", "calorimeter"],
+                   help="instead: refine a toy black-box simulator with hidden randomness against its truth "
+                        "(the direct pull-back beside OmniFold's latent weights)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--device", default="cpu")
     d.add_argument("--seed", type=int, default=0)
@@ -258,13 +262,14 @@ def _base_of(args, dev):
     """``(base generator or None, family)`` from --base, --latent-dim, --base-model."""
     from genrefine.api import load_generator
 
-    if args.base.startswith("python:"):
+    if args.base.startswith(("python:", "sim:")):
         obj, gen = _user_base(args)
         if args.base_model:
             return load_generator(args.base_model, device=dev, base=obj), gen.family
         return gen, gen.family
     if args.base not in BASE_FAMILIES:
-        raise ValueError(f"--base {args.base!r}: choose {', '.join(BASE_FAMILIES)} or python:FILE.py:NAME")
+        raise ValueError(f"--base {args.base!r}: choose {', '.join(BASE_FAMILIES)}, python:FILE.py:NAME "
+                         f"or sim:NAME (a toy simulator)")
     if args.base_model:
         return load_generator(args.base_model, device=dev, family=args.base), args.base
     return None, args.base
@@ -349,8 +354,10 @@ def _sample(args) -> int:
 
 
 def _demo(args) -> int:
-    argv = ["refine", "--data", "gaussians4", "--methods", ",".join(LASER_METHODS), "--preset", "quick",
-            "--out", args.out, "--device", args.device, "--seed", str(args.seed), "--n-samples", str(args.n_samples)]
+    data = ["--data", args.simulator, "--base", f"sim:{args.simulator}"] if args.simulator else [
+        "--data", "gaussians4", "--methods", ",".join(LASER_METHODS)]
+    argv = ["refine", *data, "--preset", "quick", "--out", args.out, "--device", args.device, "--seed", str(args.seed),
+            "--n-samples", str(args.n_samples)]
     return _refine(build_parser().parse_args(argv))
 
 

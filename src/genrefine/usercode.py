@@ -9,6 +9,9 @@ checkpoint never names code to import. ``NAME`` may be
 - a function of one required argument ``z`` (a generator) or of two, ``(z, rng)`` (a
   simulator with hidden randomness): used as it is.
 
+``--base sim:NAME`` names one of the package's toy simulators instead
+(:mod:`genrefine.data.simulators`, at its base parameters).
+
 Every failure is one ``ValueError`` line naming the file and the name.
 """
 
@@ -25,6 +28,7 @@ from torch import nn
 from genrefine.validation import not_a_file
 
 PREFIX = "python:"
+SIM_PREFIX = "sim:"  # a built-in toy simulator
 
 
 def parse_target(spec: str) -> tuple[str, str]:
@@ -89,6 +93,10 @@ def load_user_object(spec: str):
     Returns the model or callable; whether it is a torch module, a torch or numpy function, or a
     simulator ``f(z, rng)`` is then told by :func:`genrefine.generators.adapters.as_generator`.
     """
+    if spec.startswith(SIM_PREFIX):
+        from genrefine.data.simulators import simulator
+
+        return simulator(spec[len(SIM_PREFIX):])
     path, name = parse_target(spec)
     module = _import_file(path)
     where = f"{path}:{name}"

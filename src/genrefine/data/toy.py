@@ -14,6 +14,11 @@ reweighting paper use:
 - ``gaussians25``: 25 Gaussians of std 0.05 at (2i, 2j), i, j in -2..2, equal weights, all
   divided by 2.828.
 
+The truth of the toy simulators with hidden randomness (:mod:`genrefine.data.simulators`):
+
+- ``detector``: 2-D calorimeter measurements of a particle at the truth's energy spectrum.
+- ``calorimeter``: 10 read-out channels, each with the sum of 1,000 hidden cell fluctuations.
+
 One image set:
 
 - ``digits``: scikit-learn's 1,797 handwritten digits, 8x8 pixels with 17 grey levels (0-16),
@@ -26,6 +31,8 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
+
+from genrefine.data.simulators import simulate_truth
 
 
 def _rings(n: int, centres: np.ndarray, rng: np.random.Generator, radius: float = 4.0, radius_std: float = 1.0) -> np.ndarray:
@@ -100,10 +107,13 @@ DATASETS: dict[str, Callable[..., np.ndarray]] = {
     "swissroll": swissroll,
     "gaussians25": gaussians25,
     "digits": digits,
+    # the truth of the toy simulators (genrefine.data.simulators): the simulator at its truth parameters
+    "detector": lambda n, seed=0: simulate_truth("detector", n, seed),
+    "calorimeter": lambda n, seed=0: simulate_truth("calorimeter", n, seed),
 }
 
 # the shape of one row of each built-in set (2-D points unless listed)
-DATA_SHAPES: dict[str, tuple[int, ...]] = {"digits": (1, 8, 8)}
+DATA_SHAPES: dict[str, tuple[int, ...]] = {"digits": (1, 8, 8), "calorimeter": (10,)}
 # how many rows a finite set holds (the synthetic sets draw as many as asked)
 FINITE_SIZES: dict[str, int] = {"digits": DIGITS_SIZE}
 

@@ -16,6 +16,7 @@ from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
+from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 
@@ -47,7 +48,8 @@ def write_outputs(res: RefinementResult, out: str) -> None:
 
 
 def save_model(model, path: str) -> None:
-    """Save a generator, DCTR classifier (MLP or CNN), latent importance network or critic by its kind."""
+    """Save a generator, DCTR classifier (MLP or CNN), latent importance network, critic or OmniFold
+    weights by its kind."""
     if isinstance(model, Generator):
         save_generator(model, path)
     elif isinstance(model, DensityRatioClassifier):
@@ -60,6 +62,8 @@ def save_model(model, path: str) -> None:
         save_module(model.critic, model.critic.config(), path, kind="critic")
     elif isinstance(model, Critic):
         save_module(model, model.config(), path, kind="critic")
+    elif isinstance(model, OmniFold):
+        save_module(model, model.config(), path, kind="omnifold_weights")
 
 
 def jsonable(obj):

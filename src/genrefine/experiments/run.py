@@ -61,6 +61,9 @@ DEFAULT_METHODS = {"realnvp": LASER_DEFAULT, "ot-flow": LASER_DEFAULT,
 #: candidates of a default run on a user's generator, kept where the generator serves them
 #: (:func:`default_methods`): no method here needs gradients but HMC
 USER_METHODS = ("base", "dctr", "rejection", "sir-dctr", "hmc", "laser", "laser-flow")
+#: a default run on a generator with hidden randomness: the direct pull-back (rejection) beside
+#: OmniFold's latent weights, sampled and refined
+STOCHASTIC_METHODS = ("base", "dctr", "rejection", "omnifold", "rejection-omnifold", "hmc-omnifold", "laser-omnifold")
 
 
 def method_names() -> tuple[str, ...]:
@@ -74,6 +77,8 @@ def default_methods(base) -> list[str]:
     generator can serve (no gradient method when it is not differentiable, only data-space
     weights when it carries hidden randomness)."""
     family = base if isinstance(base, str) else getattr(base, "family", None)
+    if getattr(base, "stochastic", False):
+        return list(STOCHASTIC_METHODS)
     if family in DEFAULT_METHODS:
         return list(DEFAULT_METHODS[family])
     base = FAMILIES.get(base, base) if isinstance(base, str) else base  # a family's class declares what it serves

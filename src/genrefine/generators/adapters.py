@@ -65,12 +65,22 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
+#: errors of the user's code that pass through as they are: running out of memory is the run's
+#: problem (the command line names it and suggests smaller batches), not the model's
+_PASS_THROUGH = (MemoryError,) + ((torch.OutOfMemoryError,) if hasattr(torch, "OutOfMemoryError") else ())
+
+
 def _user_call(name: str, fn: Callable, *args):
-    """``fn(*args)``; the user's code asking the process to exit becomes an error naming it."""
+    """``fn(*args)``; whatever the user's code raises (or a ``sys.exit``) becomes one ValueError
+    line naming it, the original kept as its cause."""
     try:
         return fn(*args)
     except SystemExit as exc:
         raise ValueError(f"{name}: the generator called sys.exit({exc.code!r}) while generating") from None
+    except _PASS_THROUGH:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{name}: the generator raised {_first_line(exc)} while generating") from exc
 
 
 def _owner(model: Any) -> tuple[nn.Module | None, str | None]:

@@ -27,6 +27,9 @@ from genrefine.methods import drs_dctr  # noqa: E402,F401
 from genrefine.methods import mhgan_dctr  # noqa: E402,F401
 from genrefine.methods import sir_dctr  # noqa: E402,F401
 from genrefine.methods import ddls  # noqa: E402,F401
+# OmniFold's latent weights, for generators with hidden randomness: omnifold and the -omnifold
+# variants of rejection, hmc, ddls, laser, laser-flow
+from genrefine.methods import omnifold  # noqa: E402,F401
 
 __all__ = ["METHODS", "Method", "MethodResult", "Needs", "RunContext", "check_method", "fit_methods",
            "get_method", "register_method"]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from genrefine.samplers.base import LatentSampler
 
 #: the shared weight estimators a method can ask the run for (see RunContext)
-WEIGHT_KINDS = ("dctr", "w_phi", "critic_ratio", "dot_critic")
+WEIGHT_KINDS = ("dctr", "w_phi", "critic_ratio", "dot_critic", "omnifold")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ class Needs:
         weights: the shared estimator the method consumes: ``"dctr"`` (the post-hoc classifier,
             LaSeR Sec. 3), ``"w_phi"`` (the latent importance network, latent reweighting Eq. 6),
             ``"critic_ratio"`` (the critic fine-tuned with BCE, for DRS / MH-GAN / SIR),
-            ``"dot_critic"`` (the critic fine-tuned with the WGAN-GP loss, for DOT), or None.
+            ``"dot_critic"`` (the critic fine-tuned with the WGAN-GP loss, for DOT),
+            ``"omnifold"`` (OmniFold's latent weights, a function of ``z`` even for a generator
+            with hidden randomness), or None.
     """
 
     differentiable: bool = False
@@ -157,8 +159,13 @@ def check_method(generator, name: str) -> type[Method]:
     family = getattr(generator, "family", type(generator).__name__)
     for flag in ("differentiable", "invertible"):
         if getattr(needs, flag) and not getattr(generator, flag, False):
-            raise ValueError(f"{name} needs a {flag} generator; '{family}' generators are not {flag}")
+            variant = f"{name}-omnifold"
+            hint = (f"; {variant} samples OmniFold's latent weights, which need no gradient of g"
+                    if flag == "differentiable" and variant in METHODS else "")
+            raise ValueError(f"{name} needs a {flag} generator; '{family}' generators are not {flag}{hint}")
     if needs.deterministic and getattr(generator, "stochastic", False):
         raise ValueError(f"{name} needs weights that are a function of z, but '{family}' generators carry hidden "
-                         f"randomness besides z; use a method on data-space weights (dctr)")
+                         f"randomness besides z; use one on OmniFold's latent weights "
+                         f"({', '.join(n for n, c in METHODS.items() if c.needs.weights == 'omnifold')}) "
+                         f"or on data-space weights (dctr)")
     return cls

@@ -8,6 +8,7 @@ that asks for them in the same order draws the same numbers.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -15,10 +16,15 @@ from torch import Tensor
 
 from genrefine.generators.base import Generator
 from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
-                                          fit_w_phi, train_critic)
+                                          fit_omnifold, fit_w_phi, train_critic)
 from genrefine.samplers.base import LatentTarget, weight_diagnostics
 from genrefine.timing import timed
 from genrefine.weights.classifier import latent_target
+from genrefine.weights.omnifold import pullback_spread
+
+#: a direct pull-back whose log-weight variance lies this much among the noise of one z is
+#: worth a warning: its weights are not a function of z
+NOISY_PULLBACK = 0.1
 
 
 class RunContext:
@@ -37,7 +43,7 @@ class RunContext:
         iterations: how many times refiners refine their own output (LaSeR Sec. 3.3).
 
     Shared estimators (each fitted on first call): :meth:`classifier`, :meth:`critic`,
-    :meth:`w_phi`, :meth:`critic_ratio`, :meth:`dot_critic`; :meth:`weights` gives the latent
+    :meth:`w_phi`, :meth:`critic_ratio`, :meth:`dot_critic`, :meth:`omnifold`; :meth:`weights` gives the latent
     target ``q(z) ∝ p(z) w(z)`` of a weight kind. ``timings``, ``diagnostics`` and ``models``
     collect what they produced.
     """
@@ -106,6 +112,15 @@ class RunContext:
             return self.models["w_phi"]
         return self._once("w_phi", build)
 
+    def omnifold(self) -> ClassifierFit:
+        """OmniFold's latent weights against the base: the fitted weights (``models["omnifold_weights"]``)
+        and the weighted latents ``(z, ν(z))`` a refiner trains on."""
+        return self._once("omnifold", lambda: fit_omnifold(self, self.base))
+
+    def fit_omnifold(self, gen: Generator, tag: str) -> ClassifierFit:
+        """New OmniFold weights against ``gen`` (refiner iterations use it)."""
+        return fit_omnifold(self, gen, tag)
+
     def critic_ratio(self):
         """The BCE-fine-tuned copy of :meth:`critic` (DRS, MH-GAN, SIR)."""
         def build():
@@ -124,13 +139,29 @@ class RunContext:
 
     def weights(self, kind: str) -> LatentTarget:
         """The latent target ``q(z) ∝ p(z) w(z)`` of weight ``kind``: ``"dctr"`` (the classifier
-        pulled back, ``w(g(z))`` capped), ``"w_phi"`` or ``"critic_ratio"``."""
-        builders = {"dctr": lambda: latent_target(self.base, self.classifier().classifier),
+        pulled back, ``w(g(z))`` capped), ``"w_phi"``, ``"critic_ratio"`` or ``"omnifold"``.
+
+        For a generator with hidden randomness the DCTR pull-back is a fresh draw of
+        ``w(g(z, ε))`` at every call: how much of its spread is noise goes to
+        ``diagnostics["pullback_spread"]`` (with a warning when it is large)."""
+        builders = {"dctr": lambda: self._pullback(),
                     "w_phi": lambda: self.w_phi().target(self.base.prior),
-                    "critic_ratio": lambda: latent_target(self.base, self.critic_ratio())}
+                    "critic_ratio": lambda: latent_target(self.base, self.critic_ratio()),
+                    "omnifold": lambda: (self.omnifold(), self.models["omnifold_weights"].target(self.base.prior))[1]}
         if kind not in builders:
             raise ValueError(f"weights: no latent target for {kind!r} (choose from {', '.join(builders)})")
         return self._once("target_" + kind, builders[kind])
+
+    def _pullback(self) -> LatentTarget:
+        clf = self.classifier().classifier
+        if self.base.stochastic:
+            spread = pullback_spread(self.base, clf)
+            self.diagnostics["pullback_spread"] = spread
+            if spread["noise_fraction"] > NOISY_PULLBACK:
+                warnings.warn(f"the direct pull-back's weights are not a function of z: "
+                              f"{spread['noise_fraction']:.0%} of their log-variance is the generator's hidden noise; "
+                              f"OmniFold's latent weights (the -omnifold methods) average it out", stacklevel=3)
+        return latent_target(self.base, clf)
 
     def x_val(self):
         """Held-out training rows (numpy) for choosing gradient steps: at most 2000, one in 50,

@@ -1,5 +1,6 @@
 """DDLS (Che et al. 2020; LaSeR ref. [72]): Langevin dynamics in the latent space on the
-pulled-back DCTR weights, ``q(z) ∝ p(z) w(g(z))``, one chain per sample started from the prior."""
+pulled-back DCTR weights, ``q(z) ∝ p(z) w(g(z))`` (``ddls``), or on OmniFold's latent weights
+(``ddls-omnifold`` in :mod:`genrefine.methods.omnifold`), one chain per sample started from the prior."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ class DDLS(Method):
 
     def fit(self, ctx: RunContext, **sampler_settings) -> MethodResult:
         def make() -> DDLSSampler:
-            return DDLSSampler(ctx.weights("dctr"), progress=ctx.progress, **sampler_settings)
+            return DDLSSampler(ctx.weights(self.needs.weights), progress=ctx.progress, **sampler_settings)
         sampler = make()
         z = ctx.timed("sample_ddls", lambda: sampler.sample(ctx.n_samples))
         return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)

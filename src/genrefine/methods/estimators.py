@@ -6,7 +6,9 @@
 - :func:`fit_w_phi`: the latent importance network (latent reweighting Eq. 6, Alg. 1);
 - :func:`fit_critic_ratio`: the critic fine-tuned with BCE, whose odds are the density ratio of
   DRS, MH-GAN and SIR;
-- :func:`fit_dot_critic`: the critic fine-tuned with the WGAN-GP loss for DOT (Appendix E).
+- :func:`fit_dot_critic`: the critic fine-tuned with the WGAN-GP loss for DOT (Appendix E);
+- :func:`fit_omnifold`: OmniFold's latent weights ``ν(z)`` (LaSeR Sec. 3), a function of ``z``
+  also for a generator with hidden randomness.
 
 :class:`~genrefine.methods.context.RunContext` calls each once, on first request, and records
 its seconds in ``ctx.timings`` and the fitted model in ``ctx.models``.
@@ -23,6 +25,7 @@ from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
 from genrefine.weights.latent_importance import LatentImportanceNetwork
+from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.tempering import CANDIDATES
 
 #: keys of ``cfg["classifier"]`` that build the classifier (the others train it); an MLP for
@@ -82,6 +85,28 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
         return ClassifierFit(clf, z_tr, x_tr, clf.weight(x_tr) * prior.log_ratio(z_tr).exp())
     z_tr, x_tr = z_tr[:n_data], x_tr[:n_data]
     return ClassifierFit(clf, z_tr, x_tr, clf.weight(x_tr))
+
+
+#: keys of ``cfg["omnifold"]`` that build the OmniFold weights (the others train them)
+OMNIFOLD_SETTINGS = ("iterations", "hidden", "layers", "latent_hidden", "latent_layers", "val_fraction", "patience",
+                     "seed")
+
+
+def fit_omnifold(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
+    """OmniFold (``cfg["omnifold"]``) between ``ctx.x_train`` and ``gen``: the weighted latents a
+    refiner trains on (``w = ν(z)``; ``classifier``: the last data-space classifier). Its
+    per-iteration record goes to ``ctx.diagnostics["omnifold_weights" + tag]``, seconds to
+    ``ctx.timings["train_omnifold" + tag]``."""
+    c = ctx.cfg["omnifold"]
+    of = OmniFold(gen.latent_dim, gen.data_shape, **{k: c[k] for k in OMNIFOLD_SETTINGS if k in c}).to(ctx.device)
+    n_gen = max(2, int(round(float(c.get("generated_per_data", 1)) * len(ctx.x_train))))
+    ctx.timed(f"train_omnifold{tag}", lambda: of.fit(
+        gen, ctx.x_train, n_generated=n_gen, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"],
+        gamma=c["gamma"], progress=ctx.progress, checkpoint=ctx.ckpt("omnifold" + tag)))
+    ctx.diagnostics["omnifold_weights" + tag] = of.diagnostics_
+    ctx.models["omnifold_weights" + tag] = of
+    keep = slice(0, len(ctx.x_train))  # a refiner trains on as many latents as data rows
+    return ClassifierFit(of.step1_, of.z_[keep], of.x_[keep], of.log_weight_[keep].exp())
 
 
 def train_critic(ctx) -> Critic:

@@ -1,4 +1,5 @@
-"""Hamiltonian Monte Carlo on the pulled-back DCTR weights (LaSeR Sec. 3.2, Eq. 3)."""
+"""Hamiltonian Monte Carlo (LaSeR Sec. 3.2, Eq. 3) on the pulled-back DCTR weights (``hmc``), or on
+OmniFold's latent weights (``hmc-omnifold`` in :mod:`genrefine.methods.omnifold`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class HMC(Method):
     needs = Needs(differentiable=True, weights="dctr")
 
     def fit(self, ctx: RunContext, paper: bool = False, **sampler_settings) -> MethodResult:
-        target = ctx.weights("dctr")
+        target = ctx.weights(self.needs.weights)
         if sampler_settings.get("n_chains") == "n":
             sampler_settings["n_chains"] = ctx.n_samples
         def make() -> HMCSampler:

@@ -1,5 +1,6 @@
 """LaSeR's refiners (LaSeR Sec. 3.2): a GAN ``φ(y)`` with auxiliary noise (``laser``), or a
-spline flow (``laser-flow``), trained on the DCTR-weighted latents."""
+spline flow (``laser-flow``), trained on the DCTR-weighted latents; the ``-omnifold`` variants
+(:mod:`genrefine.methods.omnifold`) train on OmniFold's weighted latents."""
 
 from __future__ import annotations
 

@@ -20,21 +20,27 @@ class RefinerMethod(Method):
     (settings of :meth:`RefinedGenerator.fit_data_rejection`) adds the last correction in data
     space. ``ctx.iterations`` refiners are stacked, each on the previous refined generator."""
 
-    needs = Needs(weights="dctr")
+    needs = Needs(weights="dctr", deterministic=False)
     refiner: ClassVar[type[Generator]]
     arch_keys: ClassVar[tuple[str, ...]]
 
     def fit(self, ctx: RunContext, data_rejection: dict | None = None, **settings) -> MethodResult:
         arch = {k: settings.pop(k) for k in self.arch_keys if k in settings}
-        gen, fit_k, iterations = ctx.base, ctx.classifier(), []
+        gen, iterations = ctx.base, []
         for k in range(ctx.iterations):
             tag = f"_{self.name}_it{k + 1}"
-            if k > 0:  # refine the refined generator: new classifier, weights on its own latent
-                fit_k = ctx.fit_classifier(gen, tag)
+            fit_k = self._weighted_latents(ctx, gen, tag, first=k == 0)
             gen, it = self._refine_once(ctx, gen, fit_k, tag, arch, settings, data_rejection)
             iterations.append(it)
         y, x = ctx.timed(f"sample_{self.name}", lambda: gen.sample_with_latents(ctx.n_samples))
         return MethodResult(z=gen.base_latent(y), x=x, generator=gen, diagnostics={"iterations": iterations})
+
+    def _weighted_latents(self, ctx: RunContext, gen: Generator, tag: str, first: bool) -> ClassifierFit:
+        """The latents ``z`` and weights the refiner trains on: the run's shared estimator for
+        the base, a new one against ``gen`` for a later iteration (on its own latent)."""
+        if self.needs.weights == "omnifold":
+            return ctx.omnifold() if first else ctx.fit_omnifold(gen, tag)
+        return ctx.classifier() if first else ctx.fit_classifier(gen, tag)
 
     def _refine_once(self, ctx: RunContext, gen: Generator, fit: ClassifierFit, tag: str, arch: dict,
                      settings: dict, data_rejection: dict | None) -> tuple[RefinedGenerator, dict]:

@@ -5,6 +5,7 @@ convention (see :mod:`genrefine.metrics.histogram` and docs/laser_scoring_conven
 
 - :func:`hist_jsd`, :func:`hist_emd` -- Jensen-Shannon divergence and earth mover's
   distance between 2-D histograms (optional sample weights, e.g. DCTR).
+- :func:`marginal_jsd` -- mean JSD of the 1-D histograms of each coordinate (any dimension).
 - :func:`score_with_error` -- a score together with its finite-sample floor.
 - :func:`hist2d`, :func:`make_edges`, :func:`data_range`, :func:`resolve_range`,
   :func:`bin_centers`, :data:`PAPER_RANGES`, :data:`PAPER_BINS` -- histogram helpers.
@@ -41,6 +42,7 @@ from genrefine.metrics.histogram import (
     hist_emd,
     hist_jsd,
     make_edges,
+    marginal_jsd,
     resolve_range,
     score_with_error,
 )
@@ -66,6 +68,7 @@ __all__ = [
     "hist_emd",
     "hist_jsd",
     "make_edges",
+    "marginal_jsd",
     "precision_recall",
     "rank_methods",
     "resolve_range",

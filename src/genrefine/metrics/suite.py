@@ -16,7 +16,7 @@ from genrefine.metrics.c2st import c2st_auc
 from genrefine.metrics.distances import energy_distance, exact_emd
 from genrefine.metrics.features import FeatureNet
 from genrefine.metrics.frechet import frechet_distance
-from genrefine.metrics.histogram import hist_emd, hist_jsd, resolve_range
+from genrefine.metrics.histogram import hist_emd, hist_jsd, marginal_jsd, resolve_range
 from genrefine.metrics.precision_recall import precision_recall
 from genrefine.validation import check_array, check_weights
 
@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_SIZES", "SCORE_DIRECTIONS", "rank_methods", "score_suite"]
 SCORE_DIRECTIONS = {
     "energy": "lower", "exact_emd": "lower", "precision": "higher", "recall": "higher", "c2st_auc": "half",
     "frechet_features": "lower", "precision_features": "higher", "recall_features": "higher",
-    "hist_jsd": "lower", "hist_emd": "lower",
+    "hist_jsd": "lower", "hist_emd": "lower", "marginal_jsd": "lower",
 }
 
 #: rows per score (each capped by the smallest of the three samples). Exact EMD is O(n^3);
@@ -110,7 +110,9 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
       :class:`FeatureNet` (seed ``seed``) is trained on ``truth`` first (tens of seconds):
       to score several methods in the same features, fit one on the truth and pass it;
     - ``hist_jsd``, ``hist_emd``: only when ``D == 2``: 40 x 40 bins over the truth's range
-      (5% padding), probability convention (:func:`hist_jsd`, :func:`hist_emd`).
+      (5% padding), probability convention (:func:`hist_jsd`, :func:`hist_emd`);
+    - ``marginal_jsd``: for tabular rows of any ``D``, the mean JSD of the 40-bin histograms of
+      each coordinate (:func:`marginal_jsd`), on ``sizes["hist"]`` rows.
 
     ``weights`` are importance weights of ``sample`` (e.g. DCTR weights). Energy, exact EMD,
     Frechet, C2ST AUC, precision and the histograms take them directly; recall cannot (it
@@ -169,6 +171,9 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
             return [hist_jsd(a, c, weights_y=wc, **kw), hist_emd(a, c, weights_y=wc, **kw)]
         score("hist", 6, ["hist_jsd", "hist_emd"], lambda a, c, wc, r: hist_pair(a, c, wc),
               lambda a, b: hist_pair(a, b, None))
+    if len(shape) == 1:
+        score("hist", 7, ["marginal_jsd"], lambda a, c, wc, r: [marginal_jsd(a, c, weights_y=wc)],
+              lambda a, b: [marginal_jsd(a, b)])
     return out
 
 

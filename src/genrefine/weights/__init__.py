@@ -1,5 +1,6 @@
 """Weight estimators: where the generator over- or under-produces."""
 
 from genrefine.weights.classifier import DensityRatioClassifier, latent_target
+from genrefine.weights.omnifold import OmniFold, pullback_spread
 
-__all__ = ["DensityRatioClassifier", "latent_target"]
+__all__ = ["DensityRatioClassifier", "OmniFold", "latent_target", "pullback_spread"]

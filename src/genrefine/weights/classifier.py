@@ -52,7 +52,7 @@ from genrefine.samplers.base import LatentTarget
 from genrefine.training import positive_rate, train_loop
 from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors
 from genrefine.weights.tempering import select_tempering
-from genrefine.validation import check_array, check_data_shape
+from genrefine.validation import check_array, check_data_shape, check_weights
 from genrefine.weights.conv import ConvNet
 
 # exp(50) ≈ 5e21: far above any weight worth sampling, and up to 1e16 such weights still sum
@@ -105,18 +105,25 @@ def degeneracy(auc: float, mean_weight: float, ess_fraction: float) -> str:
     return "; ".join(reasons)
 
 
-def stratified_split(n_data: int, n_gen: int, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def stratified_split(n_data: int, n_gen: int, fraction: float, seed: int, paired: bool = False
+                     ) -> tuple[np.ndarray, ...]:
     """Seeded held-out rows of each class: ``(train_data, val_data, train_gen, val_gen)`` indices.
 
     Each class holds out ``round(fraction · n)`` rows, at least one and leaving at least one,
     (none when ``fraction`` is 0); a numpy generator of its own, so torch's stream is untouched.
+    ``paired``: both classes are the same rows (differently weighted), so both hold out the same
+    ones (a row trained on in one class is never scored in the other).
     """
+    if paired and n_data != n_gen:
+        raise ValueError(f"paired classes need as many rows each, got {n_data} and {n_gen}")
     rng = np.random.default_rng(seed)
     out = []
-    for n in (n_data, n_gen):
+    for n in (n_data,) if paired else (n_data, n_gen):
         k = 0 if fraction <= 0 else min(n - 1, max(1, round(fraction * n)))
         perm = rng.permutation(n)
         out += [np.sort(perm[k:]), np.sort(perm[:k])]
+    if paired:
+        out += out
     return tuple(out)
 
 
@@ -200,7 +207,8 @@ class RatioClassifier(nn.Module):
 
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
             weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
-            calibrate_cells: int = 0, calibration_samples=None, temper=()) -> "RatioClassifier":
+            calibrate_cells: int = 0, calibration_samples=None, temper=(), data_weight=None, generated_weight=None,
+            paired: bool = False) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
@@ -212,6 +220,11 @@ class RatioClassifier(nn.Module):
         ``diagnostics_["calibration"]`` says how. ``temper``: candidate powers ``β`` of the
         weights, one chosen on the held-out rows (:mod:`genrefine.weights.tempering`;
         ``diagnostics_["tempering"]``); empty: none.
+
+        ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
+        weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
+        estimate the ratio of the two *weighted* densities. ``paired``: the two classes are the
+        same rows, differently weighted, and hold out the same rows.
         """
         for name, v in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(v, bool) or int(v) != v or int(v) < 1:
@@ -220,11 +233,16 @@ class RatioClassifier(nn.Module):
         if not (np.isfinite(gamma) and 0 < gamma <= 1):
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
+        weighted = data_weight is not None or generated_weight is not None
+        if weighted and (calibrate_cells or temper):
+            raise ValueError("classifier: cell calibration and tempering take unweighted classes")
+        wd = _class_weight(data_weight, len(xd), "data_weight", xd.device)
+        wg = _class_weight(generated_weight, len(xg), "generated_weight", xd.device)
         self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]  # fit anew
         self.temper_beta.fill_(1.0)
         self.temper_log_norm.zero_()
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
-                          stratified_split(len(xd), len(xg), self.val_fraction, self.seed))
+                          stratified_split(len(xd), len(xg), self.val_fraction, self.seed, paired))
         x = torch.cat([xd[td], xg[tg]])
         y = torch.cat([torch.ones(len(td), device=x.device), torch.zeros(len(tg), device=x.device)])
         xv = torch.cat([xd[vd], xg[vg]])
@@ -232,11 +250,13 @@ class RatioClassifier(nn.Module):
         loc, scale = self._standardisation(x)
         self.loc.copy_(loc)
         self.scale.copy_(scale)
-        self.log_class_ratio.fill_(math.log(len(tg) / len(td)))
+        sw, swv = (torch.cat([wd[d], wg[g]]) if weighted else None for d, g in ((td, tg), (vd, vg)))
+        self.log_class_ratio.fill_(math.log(float(wg[tg].sum()) / float(wd[td].sum())) if weighted
+                                   else math.log(len(tg) / len(td)))
         for p in self.parameters():
             p.requires_grad_(True)
         best, history = self._train(x, y, xv, yv, int(epochs), int(batch_size), lr, gamma, weight_decay,
-                                    progress, checkpoint)
+                                    progress, checkpoint, sw, swv)
         self.history_ = history
         self.eval()
         for p in self.parameters():
@@ -249,10 +269,11 @@ class RatioClassifier(nn.Module):
             cal = xg[tg] if cal is None else self._rows(cal, "calibration samples")
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
-        tempering = self._temper(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg], temper)
-        rec = self.diagnose(xd[vd] if held_out else xd[td], xg[vg] if held_out else xg[tg],
-                            on="held-out" if held_out else "training", best_epoch=best,
-                            epochs_run=len(history))
+        rd, rg = (vd, vg) if held_out else (td, tg)
+        tempering = self._temper(xd[rd], xg[rg], temper)
+        rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
+                            epochs_run=len(history), data_weight=wd[rd] if weighted else None,
+                            generated_weight=wg[rg] if weighted else None)
         self.diagnostics_record_ = rec
         self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}),
                              **({"tempering": tempering} if tempering else {})}
@@ -288,17 +309,20 @@ class RatioClassifier(nn.Module):
         return {"cells": k, "factor_min": float(f.min()), "factor_max": float(f.max()),
                 "data_rows": len(xd), "generated_rows": len(xg)}
 
-    def _train(self, x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, checkpoint):
-        """Adam on BCE through :func:`train_loop`; with held-out rows, early stopping on their BCE
-        and the best epoch's weights restored. Returns ``(best_epoch, history)``."""
+    def _train(self, x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, checkpoint,
+               sw=None, swv=None):
+        """Adam on BCE (weighted by ``sw`` per row when given) through :func:`train_loop`; with
+        held-out rows, early stopping on their BCE (weighted by ``swv``) and the best epoch's
+        weights restored. Returns ``(best_epoch, history)``."""
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         bce = nn.BCEWithLogitsLoss()
         run = {"sum": 0.0, "batches": 0, "t0": time.perf_counter(), "best": math.inf,
                "best_epoch": None, "state": None, "since": 0}
         records: list[dict] = []
 
-        def step(xb: Tensor, yb: Tensor) -> dict:
-            loss = bce(self.logit(xb), yb)
+        def step(xb: Tensor, yb: Tensor, wb: Tensor | None = None) -> dict:
+            loss = bce(self.logit(xb), yb) if wb is None else (
+                F.binary_cross_entropy_with_logits(self.logit(xb), yb, reduction="none") * wb).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -308,7 +332,8 @@ class RatioClassifier(nn.Module):
             return {"bce": v}
 
         def watch(epoch: int) -> None:
-            val = float(F.binary_cross_entropy_with_logits(self._logits(xv), yv))  # one batched pass
+            val = float(F.binary_cross_entropy_with_logits(self._logits(xv), yv, weight=swv)  # one batched pass
+                        * (1.0 if swv is None else len(swv) / float(swv.sum())))
             if not math.isfinite(val):
                 raise ValueError(f"classifier: the held-out loss became {val} in epoch {epoch + 1}; lower lr (now {lr:g})")
             now = time.perf_counter()
@@ -325,7 +350,7 @@ class RatioClassifier(nn.Module):
 
         held_out = len(xv) > 0
         try:
-            history = train_loop(step, (x, y), {"classifier": self}, {"adam": opt}, epochs, batch_size, gamma,
+            history = train_loop(step, (x, y) if sw is None else (x, y, sw), {"classifier": self}, {"adam": opt}, epochs, batch_size, gamma,
                                  desc="classifier", progress=progress, checkpoint=checkpoint,
                                  on_epoch_end=watch if held_out else None)
         except _EarlyStop:
@@ -338,24 +363,37 @@ class RatioClassifier(nn.Module):
 
     @torch.no_grad()
     def diagnose(self, data, generated, on: str = "given", best_epoch: int | None = None,
-                 epochs_run: int = 0) -> ClassifierDiagnostics:
+                 epochs_run: int = 0, data_weight=None, generated_weight=None) -> ClassifierDiagnostics:
         """BCE, AUC, mean weight and ESS fraction of ``w`` on rows the caller chooses (held-out
-        rows of both classes, ideally), and whether they are degenerate."""
+        rows of both classes, ideally), and whether they are degenerate; with row weights of
+        either class, every number is the weighted one (the ESS that of the product weights)."""
         xd, xg = self._rows(data, "data", 1), self._rows(generated, "generated samples", 1)
+        wd = _class_weight(data_weight, len(xd), "data_weight", xd.device).double()
+        wg = _class_weight(generated_weight, len(xg), "generated_weight", xd.device).double()
         # the logits of the weights in use: the calibrated ones when calibrated
         ld, lg = (torch.cat([self.log_weight(c) - self.log_class_ratio for c in v.split(self.eval_batch)]).double()
                   for v in (xd, xg))
-        bce = float((F.softplus(-ld).sum() + F.softplus(lg).sum()) / (len(ld) + len(lg)))
+        bce = float(((wd * F.softplus(-ld)).sum() + (wg * F.softplus(lg)).sum()) / (wd.sum() + wg.sum()))
         scores = torch.cat([ld, lg]).cpu().numpy()
-        auc = roc_auc(scores, np.r_[np.ones(len(ld)), np.zeros(len(lg))])
-        lw = (lg + float(self.log_class_ratio)).clamp(max=LOG_WEIGHT_CLIP)  # the weights weight() returns
-        lse, log_n = torch.logsumexp(lw, 0), math.log(len(lw))
+        weights = None if data_weight is None and generated_weight is None else torch.cat([wd, wg]).cpu().numpy()
+        auc = roc_auc(scores, np.r_[np.ones(len(ld)), np.zeros(len(lg))], weights)
+        # the weights weight() returns, times the rows' own (log 0 = -inf drops a row)
+        lw = (lg + float(self.log_class_ratio)).clamp(max=LOG_WEIGHT_CLIP) + wg.log()
+        lse, log_n = torch.logsumexp(lw, 0), math.log(len(lw))  # the row weights have mean 1
         mean_w = float(torch.exp(lse - log_n))
         ess = float(torch.exp(2 * lse - torch.logsumexp(2 * lw, 0) - log_n))
         reason = degeneracy(auc, mean_w, ess)
         return ClassifierDiagnostics(on=on, n_data=len(ld), n_generated=len(lg), bce=bce, auc=auc,
                                      mean_weight=mean_w, ess_fraction=ess, best_epoch=best_epoch,
                                      epochs_run=int(epochs_run), degenerate=bool(reason), reason=reason)
+
+
+def _class_weight(w, n: int, name: str, device) -> Tensor:
+    """Row weights of one class (``None``: all 1), checked and rescaled to mean 1."""
+    if w is None:
+        return torch.ones(n, device=device)
+    arr = check_weights(w.detach().cpu().numpy() if isinstance(w, Tensor) else w, name=name, n=n)
+    return torch.as_tensor(arr / arr.mean(), dtype=torch.float32, device=device)
 
 
 class DensityRatioClassifier(RatioClassifier):
@@ -457,13 +495,12 @@ def latent_target(generator: Generator, classifier: RatioClassifier, cap_factor:
     largest weight seen on the classifier's training samples; the cap is the target's
     ``bound`` and is reported. ``cap_factor=None`` disables it.
 
-    A stochastic generator (hidden randomness besides z) maps one z to many x, so w(g(z)) is
-    not a function of z; its latent weights need OmniFold instead.
+    A stochastic generator (hidden randomness besides z) maps one z to many x, so ``w(g(z))``
+    is then one fresh draw of a noisy weight at each call (the *direct pull-back*): latent
+    rejection on it samples ``p(z) E[w(g(z, ε)) | z]``, the first step of OmniFold
+    (:mod:`genrefine.weights.omnifold`), which goes on to a proper function of z. Its gradient is
+    that of one draw, so the target is then not differentiable.
     """
-    if generator.stochastic:
-        raise ValueError("classifier weights pulled back through a stochastic generator are not a function of z; "
-                         "use OmniFold latent weights for this generator")
-
     lw_max = float(classifier.log_weight_max)
     if cap_factor is None or not math.isfinite(lw_max):
         def log_weight(z: Tensor) -> Tensor:
@@ -477,4 +514,5 @@ def latent_target(generator: Generator, classifier: RatioClassifier, cap_factor:
             return soft_cap(classifier.log_weight(generator(z)), cap)
 
         bound = math.exp(cap)
-    return LatentTarget(prior=generator.prior, log_weight=log_weight, differentiable=generator.differentiable, bound=bound)
+    return LatentTarget(prior=generator.prior, log_weight=log_weight, bound=bound,
+                        differentiable=generator.differentiable and not generator.stochastic)
