@@ -248,7 +248,8 @@ def test_other_cli_edges(tmp_path, capsys, user_file, four_d):
     code, _, err = _run_cli(["refine", "--data", four_d, "--out", str(tmp_path / "afile"), "--quiet", "--methods",
                              "base", "--base", f"python:{user_file}:numpy_gen", "--latent-dim", "4"], capsys)
     assert code == 2 and len(err) == 1 and "not a directory" in err[0], err
-    for out_file, words in ((str(tmp_path), "directory"), (str(tmp_path / "no" / "x.npy"), "does not exist")):
+    for out_file, words in ((str(tmp_path), "no sampling run made"), (str(tmp_path / "no" / "x.npy"), "does not exist"),
+                            (str(tmp_path / "afile"), "not a directory")):
         code, _, err = _run_cli(["sample", "--model", str(tmp_path), "--n", "5", "--out", out_file], capsys)
         assert code == 2 and len(err) == 1 and words in err[0], err
 

@@ -121,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--base", default=None,
                    help="python:FILE.py:NAME: the model the checkpoint was built on (needed when it was)")
     s.add_argument("--n", type=_positive_int, required=True)
-    s.add_argument("--out", required=True, help="output .npy file (flat rows (n, D))")
+    s.add_argument("--out", required=True,
+                   help="an output .npy file (flat rows (n, D), all in memory), or a directory: rows streamed into "
+                        "shard files with a manifest, memory flat in --n, resumable (rerun the same command)")
+    s.add_argument("--shard-rows", type=_positive_int, default=None,
+                   help="rows per shard file when --out is a directory (default 1,048,576)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="cpu")
 
@@ -338,10 +342,22 @@ def _sample(args) -> int:
     from genrefine.experiments.run import check_device, check_memory
     from genrefine.usercode import load_user_object
 
-    _check_out_file(args.out)
+    streaming = not args.out.endswith(".npy")
+    if streaming:
+        from genrefine.experiments.shards import check_out
+
+        if not args.out.strip():
+            raise ValueError("--out: name a .npy file or a directory")
+        check_out(args.out)
+    else:
+        _check_out_file(args.out)
+        if args.shard_rows is not None:
+            raise ValueError("--shard-rows: only for a directory --out (streamed shards)")
     dev = check_device(args.device)
     user = load_user_object(args.base) if args.base else None
     gen = load_generator(args.model, device=dev, base=user)
+    if streaming:
+        return _sample_shards(args, gen)
     check_memory(1, args.n, gen.data_dim, gen.latent_dim)
     torch.manual_seed(args.seed)
     x = gen.sample(args.n).cpu().numpy()
@@ -350,6 +366,20 @@ def _sample(args) -> int:
     atomic_save_npy(args.out, x)
     shape = tuple(getattr(gen, "data_shape", (gen.data_dim,)))
     print(f"wrote {args.n} samples of shape {x.shape} (rows of shape {shape}) from {args.model} to {args.out}")
+    return 0
+
+
+def _sample_shards(args, gen) -> int:
+    import json
+
+    from genrefine.experiments.shards import SHARD_ROWS, write_shards
+
+    with open(os.path.join(args.model, "config.json")) as fh:
+        model_hash = json.load(fh).get("sha256", "")
+    m = write_shards(gen, args.n, args.out, seed=args.seed, shard_rows=args.shard_rows or SHARD_ROWS,
+                     model_hash=model_hash)
+    print(f"wrote {m['rows_written']} samples in {len(m['shards'])} shards of rows of shape "
+          f"{tuple(m['data_shape'])} from {args.model} to {args.out} (manifest.json)")
     return 0
 
 

@@ -1,0 +1,170 @@
+"""Streaming samples into shards: ``genrefine sample --n 100000000 --out DIR``.
+
+Memory stays flat in ``n``: rows are drawn in seeded *blocks* of :data:`BLOCK` rows and written
+into fixed-size shard files (``shard_00000.npy``, ...) as they fill. The samples are a function of
+``(model, seed)`` alone: block ``b`` is always drawn from the streams seeded with
+:func:`block_seed` ``(seed, b)``, so a different shard size cuts the same rows differently, and
+an interrupted run that resumes draws exactly what the uninterrupted one would have.
+
+``DIR/manifest.json`` records the request (``n``, seed, shard size, the model's hash, row shape)
+and every finished shard (rows, first row, sha256); it is rewritten atomically after each
+shard, and ``complete`` turns true after the last. A rerun with the same request resumes after
+the finished shards (their files are checked against the manifest); another request, or files
+in ``DIR`` that no sampling run made, are refused before anything is drawn. ``DIR`` is locked
+while a run writes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from genrefine.checkpoint import atomic_save_npy, atomic_write_text
+from genrefine.experiments.rundir import LOCK, _lock, _make_out, _prepare_out
+from genrefine.generators.base import Generator
+
+#: rows per seeded block: the unit of randomness (a shard of another size cuts the same rows)
+BLOCK = 65_536
+#: default rows per shard file: 16 blocks (about 8 MB for 2-D float32 rows)
+SHARD_ROWS = 16 * BLOCK
+MANIFEST = "manifest.json"
+
+
+def block_seed(seed: int, block: int) -> int:
+    """The seed of block ``block`` of a run seeded ``seed`` (a 63-bit hash of the pair)."""
+    digest = hashlib.sha256(f"genrefine-block:{int(seed)}:{int(block)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _seed_streams(gen: Generator, seed: int) -> None:
+    """Seed torch's stream and every stream the generator owns (a simulator's numpy stream)."""
+    torch.manual_seed(seed)
+    for module in gen.modules():
+        if hasattr(module, "reseed"):
+            module.reseed(seed)
+
+
+@torch.no_grad()
+def draw_block(gen: Generator, seed: int, block: int, n: int) -> np.ndarray:
+    """Rows ``[block·BLOCK, block·BLOCK + rows)`` of the run seeded ``seed`` (``rows`` is the
+    block's share of ``n``), float32, flat; refused when not finite."""
+    rows = min(BLOCK, n - block * BLOCK)
+    _seed_streams(gen, block_seed(seed, block))
+    x = gen.sample(rows).reshape(rows, -1).float().cpu().numpy()
+    if not np.isfinite(x).all():
+        raise ValueError(f"block {block}: the generator produced NaN or inf samples; the shards written so far "
+                         f"are kept and listed in {MANIFEST}")
+    return x
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _request(n: int, seed: int, shard_rows: int, model_hash: str, data_shape) -> dict:
+    if isinstance(n, bool) or int(n) != n or int(n) < 1:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    if isinstance(shard_rows, bool) or int(shard_rows) != shard_rows or int(shard_rows) < 1:
+        raise ValueError(f"shard_rows must be an integer >= 1, got {shard_rows!r}")
+    return {"n": int(n), "seed": int(seed), "shard_rows": int(shard_rows), "block_rows": BLOCK,
+            "model_sha256": model_hash, "data_shape": [int(s) for s in data_shape]}
+
+
+def check_out(out: str) -> None:
+    """Refuse, before a model is loaded, a ``DIR`` that is a file or holds files that no sampling
+    run made (the request itself is checked once the model is known)."""
+    path = _prepare_out(out)
+    if os.path.isdir(path):
+        entries = [e for e in os.listdir(path) if e != LOCK]
+        if entries and MANIFEST not in entries:
+            raise ValueError(f"{out}: holds files that no sampling run made ({', '.join(sorted(entries)[:3])}); "
+                             "name an empty or new directory")
+
+
+def _finished(out: str, path: str, request: dict) -> list[dict]:
+    """The shards a previous run with the same request finished (checked), or [] for a new DIR."""
+    entries = sorted(e for e in os.listdir(path) if e != LOCK)
+    manifest_path = os.path.join(path, MANIFEST)
+    if not os.path.exists(manifest_path):
+        if entries:
+            raise ValueError(f"{out}: holds files that no sampling run made ({', '.join(entries[:3])}); "
+                             "name an empty or new directory")
+        return []
+    try:
+        manifest = json.loads(open(manifest_path).read())
+        old = {k: manifest[k] for k in request}
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"{out}: {MANIFEST} is not a sampling manifest; name an empty or new directory") from None
+    if old != request:
+        diff = ", ".join(f"{k} {old[k]} != {request[k]}" for k in request if old[k] != request[k])
+        raise ValueError(f"{out}: holds samples of another request ({diff}); name another directory")
+    shards = list(manifest.get("shards", []))
+    for s in shards:
+        p = os.path.join(path, s["file"])
+        if not os.path.exists(p) or _sha256(p) != s["sha256"]:
+            raise ValueError(f"{out}: {s['file']} is missing or does not match {MANIFEST}; name another directory")
+    return shards
+
+
+def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: int = SHARD_ROWS,
+                 model_hash: str = "", progress: bool = True) -> dict:
+    """Draw ``n`` rows of ``gen`` into shard files in directory ``out`` (see the module
+    docstring); returns the final manifest. ``model_hash`` identifies the model in the manifest
+    (a resumed run must use the same one)."""
+    request = _request(n, seed, shard_rows, model_hash, getattr(gen, "data_shape", (gen.data_dim,)))
+    path = _prepare_out(out)
+    _make_out(out, path)
+    fd = _lock(out, path)
+    try:
+        shards = _finished(out, path, request)
+        n_shards = -(-request["n"] // request["shard_rows"])
+        done = sum(s["rows"] for s in shards)
+        bar = tqdm(total=request["n"], initial=done, desc="sampling", unit="rows", disable=not progress)
+        for k in range(len(shards), n_shards):
+            shards.append(_write_shard(gen, request, k, path))
+            _write_manifest(path, request, shards, complete=k == n_shards - 1)
+            bar.update(shards[-1]["rows"])
+        bar.close()
+        return _write_manifest(path, request, shards, complete=True)
+    finally:
+        os.close(fd)
+
+
+def _write_shard(gen: Generator, request: dict, k: int, path: str) -> dict:
+    """Shard ``k``: rows ``[k·S, min((k+1)·S, n))``, drawn block by block (a block cut by the
+    shard's edge is drawn whole and sliced: the rows are the same as in any other cut)."""
+    n, size = request["n"], request["shard_rows"]
+    first, last = k * size, min((k + 1) * size, n)
+    parts = []
+    for b in range(first // BLOCK, (last - 1) // BLOCK + 1):
+        x = draw_block(gen, request["seed"], b, n)
+        lo, hi = max(first, b * BLOCK) - b * BLOCK, min(last, (b + 1) * BLOCK) - b * BLOCK
+        parts.append(x[lo:hi])
+    name = f"shard_{k:05d}.npy"
+    atomic_save_npy(os.path.join(path, name), np.concatenate(parts))
+    return {"file": name, "first_row": first, "rows": last - first, "sha256": _sha256(os.path.join(path, name))}
+
+
+def _write_manifest(path: str, request: dict, shards: list[dict], complete: bool) -> dict:
+    manifest = {**request, "complete": bool(complete), "rows_written": sum(s["rows"] for s in shards),
+                "shards": shards}
+    atomic_write_text(os.path.join(path, MANIFEST), json.dumps(manifest, indent=1))
+    return manifest
+
+
+def read_shards(out: str) -> np.ndarray:
+    """Every row of a complete sampling directory, in order (for checks; it holds all in memory)."""
+    manifest = json.loads(open(os.path.join(out, MANIFEST)).read())
+    if not manifest.get("complete"):
+        raise ValueError(f"{out}: the sampling run is not complete ({manifest.get('rows_written')} of "
+                         f"{manifest.get('n')} rows)")
+    return np.concatenate([np.load(os.path.join(out, s["file"])) for s in manifest["shards"]])
