@@ -105,3 +105,25 @@ def test_cli_streams_a_saved_generator(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another request" in err[0]
     assert main(["sample", "--model", model, "--n", "10", "--out", str(tmp_path / "x.npy"), "--shard-rows", "5"]) == 2
+
+
+def test_two_processes_under_torchrun_write_the_same_rows(tmp_path):
+    # a 2-process gloo job: the ranks take the shards in turns, rank 0 keeps the manifest
+    import subprocess
+    import sys
+
+    model = save_generator(RealNVPGenerator(2, 1, [8]).freeze(), str(tmp_path / "flow"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "genrefine", "sample", "--model", model, "-n", str(N), "--out", str(tmp_path / "two"),
+                          "--shard-rows", "50000", "--seed", "9", "--device", "cpu"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.count("wrote ") == 1  # one rank reports
+    assert main(["sample", "--model", model, "-n", str(N), "--out", str(tmp_path / "one"), "--seed", "9"]) == 0
+    assert np.array_equal(S.read_shards(str(tmp_path / "two")), S.read_shards(str(tmp_path / "one")))
+    bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "genrefine", "refine", "--data", "gaussians4", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode != 0 and bad.stderr.count("error: under torchrun only") == 1
+    assert not (tmp_path / "r").exists()

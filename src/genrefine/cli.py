@@ -120,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, help="a model directory, e.g. OUT/models/laser")
     s.add_argument("--base", default=None,
                    help="python:FILE.py:NAME: the model the checkpoint was built on (needed when it was)")
-    s.add_argument("--n", type=_positive_int, required=True)
+    s.add_argument("-n", "--n", type=_positive_int, required=True,
+                   help="how many samples (-n under torchrun, whose own options would take --n)")
     s.add_argument("--out", required=True,
                    help="an output .npy file (flat rows (n, D), all in memory), or a directory: rows streamed into "
                         "shard files with a manifest, memory flat in --n, resumable (rerun the same command)")
@@ -342,6 +343,8 @@ def _sample(args) -> int:
     from genrefine.experiments.run import check_device, check_memory
     from genrefine.usercode import load_user_object
 
+    from genrefine import distributed
+
     streaming = not args.out.endswith(".npy")
     if streaming:
         from genrefine.experiments.shards import check_out
@@ -353,7 +356,7 @@ def _sample(args) -> int:
         _check_out_file(args.out)
         if args.shard_rows is not None:
             raise ValueError("--shard-rows: only for a directory --out (streamed shards)")
-    dev = check_device(args.device)
+    dev = distributed.init(str(check_device(args.device)))
     user = load_user_object(args.base) if args.base else None
     gen = load_generator(args.model, device=dev, base=user)
     if streaming:
@@ -378,8 +381,9 @@ def _sample_shards(args, gen) -> int:
         model_hash = json.load(fh).get("sha256", "")
     m = write_shards(gen, args.n, args.out, seed=args.seed, shard_rows=args.shard_rows or SHARD_ROWS,
                      model_hash=model_hash)
-    print(f"wrote {m['rows_written']} samples in {len(m['shards'])} shards of rows of shape "
-          f"{tuple(m['data_shape'])} from {args.model} to {args.out} (manifest.json)")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"wrote {m['rows_written']} samples in {len(m['shards'])} shards of rows of shape "
+              f"{tuple(m['data_shape'])} from {args.model} to {args.out} (manifest.json)")
     return 0
 
 
@@ -410,15 +414,24 @@ def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from genrefine import distributed
+
     args = build_parser().parse_args(argv)
+    first = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
     try:
+        if distributed.launched() and (args.command != "sample" or args.out.endswith(".npy")):
+            raise ValueError("under torchrun only `genrefine sample --out DIR` runs (each rank writes its own "
+                             "shards); run the other commands in one process")
         return {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
     except (ValueError, TypeError, OSError) + _out_of_memory_errors() as exc:
-        sys.stderr.write(f"error: {_one_line(exc)}\n")
+        if first:
+            sys.stderr.write(f"error: {_one_line(exc)}\n")
         return 2
+    finally:
+        distributed.finish()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,11 @@ shard, and ``complete`` turns true after the last. A rerun with the same request
 the finished shards (their files are checked against the manifest); another request, or files
 in ``DIR`` that no sampling run made, are refused before anything is drawn. ``DIR`` is locked
 while a run writes it.
+
+Under ``torchrun`` (a process group initialised, :func:`genrefine.distributed.init`) the ranks
+share the work in rounds: in round ``j`` rank ``r`` writes shard ``j·W + r`` from its own block
+seeds, and rank 0, which holds the lock, gathers the round's records into the manifest. The
+rows are the same as one process would write.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from genrefine import distributed
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text
 from genrefine.experiments.rundir import LOCK, _lock, _make_out, _prepare_out
 from genrefine.generators.base import Generator
@@ -121,22 +127,32 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
     docstring); returns the final manifest. ``model_hash`` identifies the model in the manifest
     (a resumed run must use the same one)."""
     request = _request(n, seed, shard_rows, model_hash, getattr(gen, "data_shape", (gen.data_dim,)))
+    rank, world = distributed.rank_and_size()
     path = _prepare_out(out)
-    _make_out(out, path)
-    fd = _lock(out, path)
+    fd = None
     try:
-        shards = _finished(out, path, request)
+        if rank == 0:  # one owner: the lock, the check of what is there, the manifest
+            _make_out(out, path)
+            fd = _lock(out, path)
+        shards = distributed.from_rank0(lambda: _finished(out, path, request))
         n_shards = -(-request["n"] // request["shard_rows"])
         done = sum(s["rows"] for s in shards)
-        bar = tqdm(total=request["n"], initial=done, desc="sampling", unit="rows", disable=not progress)
-        for k in range(len(shards), n_shards):
-            shards.append(_write_shard(gen, request, k, path))
-            _write_manifest(path, request, shards, complete=k == n_shards - 1)
-            bar.update(shards[-1]["rows"])
+        bar = tqdm(total=request["n"], initial=done, desc="sampling", unit="rows",
+                   disable=not progress or rank != 0)
+        for first in range(len(shards), n_shards, world):
+            k = first + rank
+            mine = _write_shard(gen, request, k, path) if k < n_shards else None
+            new = [r for r in distributed.gather(mine) if r is not None]
+            shards += new
+            if rank == 0:
+                _write_manifest(path, request, shards, complete=len(shards) == n_shards)
+            bar.update(sum(r["rows"] for r in new))
         bar.close()
-        return _write_manifest(path, request, shards, complete=True)
+        return _write_manifest(path, request, shards, complete=True) if rank == 0 else \
+            {**request, "complete": True, "rows_written": sum(s["rows"] for s in shards), "shards": shards}
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _write_shard(gen: Generator, request: dict, k: int, path: str) -> dict:
