@@ -1,0 +1,123 @@
+"""Samples per second and peak memory of ``genrefine sample --out DIR`` (streamed shards), for the
+raw and the refined generators of a run, in one process and under torchrun.
+
+    python benchmarks/throughput.py --models runs/demo/models --names base,laser,laser-flow \
+        --sizes 1000000,10000000,100000000 --procs 1,2 [--docs docs]
+
+Every measurement is one ``genrefine sample`` command in a fresh process (its start-up included)
+timed by ``/usr/bin/time``: wall seconds and the peak resident memory of the largest process.
+One torch thread per process (``OMP_NUM_THREADS=1``), so ``--procs 2`` on two cores compares two
+one-thread processes with one. Results go to ``docs/throughput.json`` (appended by key) and
+``docs/throughput.md`` with the machine they ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from genrefine.checkpoint import atomic_write_text
+
+
+def measure(model: str, n: int, procs: int, out: str) -> dict:
+    """One streamed sampling command: wall seconds and peak RSS (MiB)."""
+    shutil.rmtree(out, ignore_errors=True)
+    launch = ([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}"]
+              if procs > 1 else [sys.executable])
+    cmd = ["/usr/bin/time", "-v", *launch, "-m", "genrefine", "sample", "--model", model, "-n", str(n), "--out", out]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-2000:]}")
+    wall = _time_field(run.stderr, r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)")
+    parts = [float(p) for p in wall.split(":")]
+    seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+    rss_kb = float(_time_field(run.stderr, r"Maximum resident set size \(kbytes\): (\d+)"))
+    shutil.rmtree(out, ignore_errors=True)
+    return {"n": n, "procs": procs, "seconds": seconds, "samples_per_second": n / seconds,
+            "peak_rss_mib": rss_kb / 1024}
+
+
+def _time_field(text: str, pattern: str) -> str:
+    m = re.search(pattern, text)
+    if m is None:
+        raise RuntimeError(f"no {pattern!r} in /usr/bin/time's output")
+    return m.group(1)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
+
+
+def render(records: dict, docs: str) -> None:
+    lines = ["# Streamed sampling: samples per second and peak memory", "",
+             "Written by `benchmarks/throughput.py` (command per row in `docs/throughput.json`). Each row is one "
+             "`genrefine sample --out DIR` command in a fresh process, start-up included, one torch thread per "
+             "process; peak memory is the largest process's resident set (`/usr/bin/time`).", "",
+             f"Machine: {records['machine']['cpu']}, {records['machine']['cores']} cores, no GPU.", "",
+             "| model | n | processes | seconds | samples / s | ÷ raw (same n, processes) | peak MiB |",
+             "|---|---|---|---|---|---|---|"]
+    rows = records["rows"]
+    raw = {(r["n"], r["procs"]): r["samples_per_second"] for r in rows.values() if r["model"] == "base"}
+    for key in sorted(rows, key=lambda k: (rows[k]["model"] != "base", rows[k]["model"], rows[k]["n"],
+                                           rows[k]["procs"])):
+        r = rows[key]
+        ratio = raw.get((r["n"], r["procs"]))
+        lines.append(f"| {r['model']} | {r['n']:.0e} | {r['procs']} | {r['seconds']:.1f} | "
+                     f"{r['samples_per_second']:.3g} | {r['samples_per_second'] / ratio:.2f} | "
+                     f"{r['peak_rss_mib']:.0f} |" if ratio else
+                     f"| {r['model']} | {r['n']:.0e} | {r['procs']} | {r['seconds']:.1f} | "
+                     f"{r['samples_per_second']:.3g} | - | {r['peak_rss_mib']:.0f} |")
+    speedups = []
+    for r in rows.values():
+        one = rows.get(f"{r['model']}:{r['n']}:1")
+        if r["procs"] == 2 and one:
+            speedups.append(f"{r['model']} at n = {r['n']:.0e}: {r['samples_per_second'] / one['samples_per_second']:.2f}x")
+    if speedups:
+        lines += ["", "Two processes against one: " + "; ".join(sorted(speedups)) + "."]
+    atomic_write_text(os.path.join(docs, "throughput.md"), "\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", required=True, help="a run's models/ directory")
+    ap.add_argument("--names", default="base,laser,laser-flow")
+    ap.add_argument("--sizes", default="1000000,10000000")
+    ap.add_argument("--procs", default="1,2")
+    ap.add_argument("--docs", default="docs")
+    args = ap.parse_args()
+    path = os.path.join(args.docs, "throughput.json")
+    records = json.load(open(path)) if os.path.exists(path) else {"rows": {}}
+    records["machine"] = machine()
+    tmp = tempfile.mkdtemp(prefix="genrefine-throughput-")
+    try:
+        for name in args.names.split(","):
+            for n in (int(float(s)) for s in args.sizes.split(",")):
+                for procs in (int(p) for p in args.procs.split(",")):
+                    rec = measure(os.path.join(args.models, name), n, procs, os.path.join(tmp, "out"))
+                    rec.update(model=name, command=" ".join(sys.argv))
+                    records["rows"][f"{name}:{n}:{procs}"] = rec
+                    print(json.dumps(rec), flush=True)
+                    atomic_write_text(path, json.dumps(records, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    render(records, args.docs)
+
+
+if __name__ == "__main__":
+    main()
