@@ -77,7 +77,7 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def render(docs: str) -> str:
-    cases = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(docs, "omnifold", "*.json")))]
+    cases = [json.load(open(p)) for p in sorted(glob.glob(os.path.join(docs, "omnifold", "*_seed*.json")))]
     lines = ["# Black-box simulators: direct pull-back against OmniFold's latent weights", "",
              "Written by `benchmarks/omnifold_demo.py` (each case's command is in its JSON under "
              "`docs/omnifold/`). Quick preset, 100,000 truth rows trained on, 20,000 samples per method; "
@@ -89,20 +89,19 @@ def render(docs: str) -> str:
         keys = [k for k in KEYS if k in group[0]["scores"]["base"]]
         seeds = ", ".join(str(c["seed"]) for c in group)
         lines += [f"## {sim} (seeds {seeds}; {np.mean([c['wall_seconds'] for c in group]):.0f} s per run)", "",
-                  "| method | " + " | ".join(keys) + " | latent mean error | latent std error | seconds |",
-                  "|---" * (len(keys) + 4) + "|"]
+                  "| method | " + " | ".join(keys) + " | latent mean error | latent std error |",
+                  "|---" * (len(keys) + 3) + "|"]
         for name in group[0]["scores"]:
             row = [_mean_sd([c["scores"][name][k]["value"] for c in group if name in c["scores"]]) for k in keys]
             lat = [_mean_sd([c["latents"][name][k] for c in group if name in c["latents"]])
                    for k in ("mean_error", "std_error")]
-            secs = _mean_sd([c["timings_seconds"].get(f"sample_{name}") for c in group])
-            lines.append(f"| {name} | " + " | ".join(row + lat) + f" | {secs} |")
+            lines.append(f"| {name} | " + " | ".join(row + lat) + " |")
         floors = [_mean_sd([c["scores"]["base"][k]["floor"] for c in group]) for k in keys]
-        lines.append("| truth floor | " + " | ".join(floors) + " | | | |")
+        lines.append("| truth floor | " + " | ".join(floors) + " | 0 | 0 |")
         train = {k: _mean_sd([c["timings_seconds"].get(k) for c in group])
                  for k in ("train_classifier", "train_omnifold", "train_laser_it1", "train_laser-omnifold_it1")}
-        lines += ["", "Seconds: sampling 20,000 points (the column); training "
-                  + ", ".join(f"{k} {v} s" for k, v in train.items()) + "."]
+        lines += ["", "Training seconds (one thread, beside another job): "
+                  + ", ".join(f"{k} {v}" for k, v in train.items()) + "."]
         spread = [c["pullback_spread"]["noise_fraction"] for c in group if c.get("pullback_spread")]
         if spread:
             lines += ["", f"Direct pull-back: {_mean_sd(spread)} of the variance of log w lies among "

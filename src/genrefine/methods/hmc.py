@@ -25,5 +25,5 @@ class HMC(Method):
             return (HMCSampler.paper(target, progress=ctx.progress) if paper
                     else HMCSampler(target, progress=ctx.progress, **sampler_settings))
         sampler = make()
-        z = ctx.timed("sample_hmc", lambda: sampler.sample(ctx.n_samples)).detach()
+        z = ctx.timed(f"sample_{self.name}", lambda: sampler.sample(ctx.n_samples)).detach()
         return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)

@@ -23,5 +23,5 @@ class Rejection(Method):
             return LatentRejectionSampler(ctx.weights(self.needs.weights),
                                           **{"progress": ctx.progress, **sampler_settings})
         sampler = make()
-        z = ctx.timed("sample_rejection", lambda: sampler.sample(ctx.n_samples))
+        z = ctx.timed(f"sample_{self.name}", lambda: sampler.sample(ctx.n_samples))
         return MethodResult(z=z, x=ctx.base.generate(z), diagnostics=sampler.diagnostics, sampler_factory=make)
