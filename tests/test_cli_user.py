@@ -300,12 +300,15 @@ def test_simulator_faults_during_the_run(tmp_path, capsys, user_file, four_d, na
 
 def test_simulator_end_to_end_with_omnifold(tmp_path, capsys, user_file, four_d):
     out = tmp_path / "run"
+    methods = "base,rejection,omnifold,rejection-omnifold,ddls-omnifold,laser-flow-omnifold"
     code, printed, err = _run_cli(["refine", "--data", four_d, "--base", f"python:{user_file}:simulator",
-                                   "--latent-dim", "4", "--methods", "base,rejection,omnifold,rejection-omnifold",
-                                   "--n-samples", "400", "--out", str(out), "--quiet", *_sets(SIM_TINY)], capsys)
+                                   "--latent-dim", "4", "--methods", methods, "--n-samples", "400", "--out", str(out),
+                                   "--quiet", *_sets(SIM_TINY + TINY[-4:] + ["ddls.n_steps=5"])], capsys)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["methods"] == ["base", "rejection", "omnifold", "rejection-omnifold"]
+    assert metrics["methods"] == ["base", "rejection", "omnifold", "rejection-omnifold", "ddls-omnifold",
+                                  "laser-flow-omnifold"]
+    assert (out / "models" / "laser-flow-omnifold").is_dir()
     iterations = metrics["diagnostics"]["omnifold_weights"]["iterations"]
     assert [it["iteration"] for it in iterations] == [1, 2] and "marginal_jsd" in metrics["scores"]["base"]
     assert 0 < metrics["diagnostics"]["pullback_spread"]["noise_fraction"] < 1
