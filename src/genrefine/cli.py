@@ -71,7 +71,8 @@ def _refine_arguments(r: argparse.ArgumentParser) -> None:
     r.add_argument("--methods", default=None,
                    help=f"comma-separated subset of {','.join(METHODS)} (default: every LaSeR method for a realnvp "
                         "base, every latent reweighting method for a wgan-gp base; for a python: base those it "
-                        "can serve of base,dctr,rejection,sir-dctr,hmc,laser,laser-flow)")
+                        "can serve of base,dctr,rejection,sir-dctr,hmc,laser,laser-flow; for a simulator f(z, rng) "
+                        "the direct pull-back and the OmniFold methods)")
     r.add_argument("--base", default="realnvp",
                    help="base generator: a family to train (realnvp, ot-flow, vae, dcgan, wgan-clip, wgan-gp, "
                         "hinge-gp) or your own model, "
