@@ -499,8 +499,10 @@ def build_cases() -> list[Case]:
             ("latent_dim_missing", "python:mymodel.py:NoLatentAttr", []),
             ("module_wrong_input_dim", "python:mymodel.py:NoLatentAttr", ["--latent-dim", "3"]),
             ("hmc_on_numpy_fn", "python:mymodel.py:numpy_gen", ["--latent-dim", "2", "--methods", "base,hmc"]),
-            ("simulator_rejection", "python:mymodel.py:simulator", ["--latent-dim", "2", "--methods",
-                                                                     "base,rejection"]),
+            # a simulator's weights pulled back to z are not a function of z: refused where a method needs that
+            ("simulator_sir_dctr", "python:mymodel.py:simulator", ["--latent-dim", "2", "--methods",
+                                                                    "base,sir-dctr"]),
+            ("simulator_hmc", "python:mymodel.py:simulator", ["--latent-dim", "2", "--methods", "base,hmc"]),
             ("base_model_missing", "python:mymodel.py:numpy_gen", ["--latent-dim", "2", "--base-model", "nodir"]),
     ):
         fast = [a for a in FAST] if "--methods" not in extra else [a for a in FAST if a not in ("--methods", "base,dctr")]
