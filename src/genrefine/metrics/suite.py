@@ -165,6 +165,13 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
               lambda a, b: [frechet_distance(a, b)], transform=feat)
         score("features", 5, ["precision_features", "recall_features"], _weighted_pr,
               lambda a, b: precision_recall(a, b, k=3), transform=feat)
+    _histogram_scores(score, shape)
+    return out
+
+
+def _histogram_scores(score: Callable, shape: tuple[int, ...]) -> None:
+    """The binned scores through ``score_suite``'s ``score``: the 2-D histograms for points in
+    the plane, the per-coordinate (marginal) histograms for tabular rows of any dimension."""
     if shape == (2,):
         def hist_pair(a, c, wc):
             kw = {"bins": 40, "range": resolve_range(None, a), "convention": "prob"}
@@ -174,7 +181,6 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
     if len(shape) == 1:
         score("hist", 7, ["marginal_jsd"], lambda a, c, wc, r: [marginal_jsd(a, c, weights_y=wc)],
               lambda a, b: [marginal_jsd(a, b)])
-    return out
 
 
 def rank_methods(scores: Mapping[str, Mapping[str, Mapping]], key: str = "energy", base: str = "base") -> dict:
