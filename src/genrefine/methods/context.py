@@ -147,10 +147,14 @@ class RunContext:
         builders = {"dctr": lambda: self._pullback(),
                     "w_phi": lambda: self.w_phi().target(self.base.prior),
                     "critic_ratio": lambda: latent_target(self.base, self.critic_ratio()),
-                    "omnifold": lambda: (self.omnifold(), self.models["omnifold_weights"].target(self.base.prior))[1]}
+                    "omnifold": self._omnifold_target}
         if kind not in builders:
             raise ValueError(f"weights: no latent target for {kind!r} (choose from {', '.join(builders)})")
         return self._once("target_" + kind, builders[kind])
+
+    def _omnifold_target(self) -> LatentTarget:
+        self.omnifold()  # fits the weights on first use
+        return self.models["omnifold_weights"].target(self.base.prior)
 
     def _pullback(self) -> LatentTarget:
         clf = self.classifier().classifier
