@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import warnings
 
+import functools
+
 import numpy as np
-import ot
 import torch
 from scipy.spatial import cKDTree
 
@@ -79,13 +80,32 @@ def _pairwise_euclidean(A: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
     return torch.cdist(A, B, compute_mode="donot_use_mm_for_euclid_dist")
 
 
+@functools.cache
+def _pot():
+    """POT, imported on first use: it pulls in scikit-learn (about a second), which commands that
+    never score (``genrefine sample``, each torchrun process) should not pay for."""
+    import ot
+
+    return ot
+
+
+@functools.cache
+def _sparse_solver():
+    """The sparse network simplex behind ``ot.emd2(a, b, scipy.sparse M)`` (POT >= 0.9.6), or None."""
+    try:
+        from ot.lp.emd_wrap import emd_c_sparse
+    except ImportError:  # pragma: no cover - older POT: dense fallback
+        return None
+    return emd_c_sparse
+
+
 def _emd2_checked(a, b, M, num_itermax: int) -> tuple[float, dict]:
     """``ot.emd2`` with a convergence check: retry once with 10x the cap, else raise."""
     cap = int(num_itermax)
     for attempt in range(2):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the status is read from the log
-            cost, log = ot.emd2(a, b, M, numItermax=cap, log=True, center_dual=False)
+            cost, log = _pot().emd2(a, b, M, numItermax=cap, log=True, center_dual=False)
         code = int(log["result_code"])
         if code == 1:  # OPTIMAL
             return float(cost), log
@@ -99,12 +119,6 @@ def _emd2_checked(a, b, M, num_itermax: int) -> tuple[float, dict]:
     raise AssertionError("unreachable")
 
 
-try:  # the sparse network simplex behind ``ot.emd2(a, b, scipy.sparse M)`` (POT >= 0.9.6)
-    from ot.lp.emd_wrap import emd_c_sparse as _emd_c_sparse
-except ImportError:  # pragma: no cover - older POT: dense fallback
-    _emd_c_sparse = None
-
-
 def _sparse_emd(a, b, rows, cols, costs, num_itermax: int, init=None):
     """Network simplex on the arcs ``(rows[k], cols[k])``; returns (cost, u, v, flows).
 
@@ -116,9 +130,9 @@ def _sparse_emd(a, b, rows, cols, costs, num_itermax: int, init=None):
     r, c = rows.astype(np.uint64), cols.astype(np.uint64)
     for attempt in range(2):
         try:
-            out = _emd_c_sparse(a, b, r, c, costs, cap, *(init or ()))
+            out = _sparse_solver()(a, b, r, c, costs, cap, *(init or ()))
         except TypeError:  # a POT without warm start for the sparse solver
-            out = _emd_c_sparse(a, b, r, c, costs, cap)
+            out = _sparse_solver()(a, b, r, c, costs, cap)
         fs, ft, fv, cost, u, v, code = out
         if int(code) == 1:
             return float(cost), np.asarray(u), np.asarray(v), (np.asarray(fs), np.asarray(ft), np.asarray(fv))
@@ -228,7 +242,7 @@ def _w1_core(
     """Exact W1 and optimal dual potentials ``(value, u, v)``; see :func:`_exact_w1`."""
     nA, nB = len(A), len(B)
     At, Bt = torch.from_numpy(A), torch.from_numpy(B)
-    if nA * nB <= dense_max_pairs or _emd_c_sparse is None:
+    if nA * nB <= dense_max_pairs or _sparse_solver() is None:
         M = _pairwise_euclidean(At, Bt).numpy()
         value, log = _emd2_checked(a, b, M, num_itermax)
         return value, np.asarray(log["u"]), np.asarray(log["v"])
