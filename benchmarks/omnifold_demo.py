@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from genrefine.checkpoint import atomic_write_text
-from genrefine.data.simulators import true_latent
+from genrefine.data.simulators import simulate_truth, true_latent
 from genrefine.pipeline import run_refinement
 
 METHODS = "base,rejection,laser,omnifold,rejection-omnifold,hmc-omnifold,laser-omnifold"
@@ -128,9 +128,7 @@ def figure(cases: list[dict], docs: str) -> str | None:
         return None
     run = case["run_dir"]
     names = ["base", "rejection", "rejection-omnifold"]
-    truth = np.load(os.path.join(run, "samples", "base.npy"))  # for the range only
-    from genrefine.data.simulators import simulate_truth
-    truth = simulate_truth("detector", len(truth), seed=12345)
+    truth = simulate_truth("detector", N_SAMPLES, seed=12345)  # fresh truth, as many rows as each method's
     lo, hi = np.quantile(truth, 0.005, axis=0), np.quantile(truth, 0.995, axis=0)
     fig, axes = plt.subplots(1, 5, figsize=(20, 4))
     for ax, (title, x) in zip(axes, [("truth", truth)] + [(n, np.load(os.path.join(run, "samples", f"{n}.npy")))

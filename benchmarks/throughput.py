@@ -78,11 +78,9 @@ def render(records: dict, docs: str) -> None:
                                            rows[k]["procs"])):
         r = rows[key]
         ratio = raw.get((r["n"], r["procs"]))
+        vs_raw = f"{r['samples_per_second'] / ratio:.2f}" if ratio else "-"
         lines.append(f"| {r['model']} | {r['n']:.0e} | {r['procs']} | {r['seconds']:.1f} | "
-                     f"{r['samples_per_second']:.3g} | {r['samples_per_second'] / ratio:.2f} | "
-                     f"{r['peak_rss_mib']:.0f} |" if ratio else
-                     f"| {r['model']} | {r['n']:.0e} | {r['procs']} | {r['seconds']:.1f} | "
-                     f"{r['samples_per_second']:.3g} | - | {r['peak_rss_mib']:.0f} |")
+                     f"{r['samples_per_second']:.3g} | {vs_raw} | {r['peak_rss_mib']:.0f} |")
     speedups = []
     for r in rows.values():
         one = rows.get(f"{r['model']}:{r['n']}:1")

@@ -155,12 +155,12 @@ class RunDirectory:
 
     # ---- entry and exit -------------------------------------------------------------------
     def __enter__(self) -> "RunDirectory":
-        self.path = _prepare_out(self.out)
+        self.path = prepare_out(self.out)
         self._created_out = not os.path.exists(self.path)
         if self._created_out:
-            _make_out(self.out, self.path)
+            make_out(self.out, self.path)
         lock_existed = os.path.lexists(os.path.join(self.path, LOCK))
-        self._fd = _lock(self.out, self.path)
+        self._fd = lock_directory(self.out, self.path)
         try:
             self._open()
         except BaseException:  # refused: leave the directory as it was found
@@ -417,8 +417,9 @@ def _differences(old: dict, new: dict, ignore, prefix: str = "") -> list[str]:
     return out
 
 
-# ---- file-system helpers ----------------------------------------------------------------
-def _prepare_out(out: str) -> str:
+# ---- file-system helpers (shared with the sampling directories of experiments/shards.py) ------
+def prepare_out(out: str) -> str:
+    """The absolute path of output directory ``out``; refused when empty or a file."""
     if not out.strip():
         raise ValueError("out must name a directory, got an empty path")
     path = os.path.abspath(out)
@@ -427,7 +428,8 @@ def _prepare_out(out: str) -> str:
     return path
 
 
-def _make_out(out: str, path: str) -> None:
+def make_out(out: str, path: str) -> None:
+    """Create the output directory (and its parents) if it is missing; one line when it cannot be."""
     try:
         os.makedirs(path)
     except FileExistsError:
@@ -437,7 +439,7 @@ def _make_out(out: str, path: str) -> None:
         raise ValueError(f"{out}: cannot create the output directory ({exc.strerror or exc})") from None
 
 
-def _lock(out: str, path: str) -> int:
+def lock_directory(out: str, path: str) -> int:
     """An exclusive lock on ``OUT/.genrefine.lock`` (its fd); refused at once if held."""
     lock = os.path.join(path, LOCK)
     for _ in range(5):

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from genrefine import distributed
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text
-from genrefine.experiments.rundir import LOCK, _lock, _make_out, _prepare_out
+from genrefine.experiments.rundir import LOCK, lock_directory, make_out, prepare_out
 from genrefine.generators.base import Generator
 
 #: rows per seeded block: the unit of randomness (a shard of another size cuts the same rows)
@@ -88,7 +88,7 @@ def _request(n: int, seed: int, shard_rows: int, model_hash: str, data_shape) ->
 def check_out(out: str) -> None:
     """Refuse, before a model is loaded, a ``DIR`` that is a file or holds files that no sampling
     run made (the request itself is checked once the model is known)."""
-    path = _prepare_out(out)
+    path = prepare_out(out)
     if os.path.isdir(path):
         entries = [e for e in os.listdir(path) if e != LOCK]
         if entries and MANIFEST not in entries:
@@ -128,12 +128,12 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
     (a resumed run must use the same one)."""
     request = _request(n, seed, shard_rows, model_hash, getattr(gen, "data_shape", (gen.data_dim,)))
     rank, world = distributed.rank_and_size()
-    path = _prepare_out(out)
+    path = prepare_out(out)
     fd = None
     try:
         if rank == 0:  # one owner: the lock, the check of what is there, the manifest
-            _make_out(out, path)
-            fd = _lock(out, path)
+            make_out(out, path)
+            fd = lock_directory(out, path)
         shards = distributed.from_rank0(lambda: _finished(out, path, request))
         n_shards = -(-request["n"] // request["shard_rows"])
         done = sum(s["rows"] for s in shards)
