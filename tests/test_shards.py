@@ -123,7 +123,7 @@ def test_two_processes_under_torchrun_write_the_same_rows(tmp_path):
     assert main(["sample", "--model", model, "-n", str(N), "--out", str(tmp_path / "one"), "--seed", "9"]) == 0
     assert np.array_equal(S.read_shards(str(tmp_path / "two")), S.read_shards(str(tmp_path / "one")))
     bad = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          "-m", "genrefine", "refine", "--data", "gaussians4", "--out", str(tmp_path / "r")],
+                          "-m", "genrefine", "sample", "--model", model, "-n", "10", "--out", str(tmp_path / "r.npy")],
                          capture_output=True, text=True, env=env, timeout=300)
-    assert bad.returncode != 0 and bad.stderr.count("error: under torchrun only") == 1
-    assert not (tmp_path / "r").exists()
+    assert bad.returncode != 0 and bad.stderr.count("error: under torchrun `genrefine sample` writes shards") == 1
+    assert not (tmp_path / "r.npy").exists()

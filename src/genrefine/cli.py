@@ -305,7 +305,9 @@ def _refine(args) -> int:
     if args.latent_dim is not None and args.base in BASE_FAMILIES:
         settings = _latent_setting(family, args.latent_dim, settings)
     build_config(args.preset, args.data if args.data in DATASETS else None, family, settings=settings)  # checked first
-    dev = check_device(args.device)
+    from genrefine import distributed
+
+    dev = distributed.init(str(check_device(args.device)))
     base, family = _base_of(args, dev)
     methods = args.methods if args.methods is not None else ",".join(default_methods(base or family))
     critic = load_critic(args.critic, device=dev) if args.critic else None
@@ -313,12 +315,13 @@ def _refine(args) -> int:
     w_phi = ({"m": args.m, "inputs": args.w_inputs, "fit": w_fit}
              if (args.m is not None or w_fit or args.w_inputs) else None)
     res = run_refinement(args.data, methods=methods, preset=args.preset, seed=args.seed,
-                         n_samples=args.n_samples, device=args.device, out=args.out, iterations=args.iterations,
+                         n_samples=args.n_samples, device=str(dev), out=args.out, iterations=args.iterations,
                          key=args.key, holdout=args.holdout, progress=not args.quiet, resume=args.resume,
                          base_family=family, scoring=args.scoring, base=base, critic=critic, w_phi=w_phi,
                          data_shape=args.data_shape, settings=settings or None)
-    print(format_table(res.metrics))
-    print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
+    if distributed.rank_and_size()[0] == 0:  # under torchrun the ranks share the training; rank 0 writes
+        print(format_table(res.metrics))
+        print(f"\nwrote {os.path.join(args.out, 'metrics.json')}, samples/, latents/, models/, figures/")
     return 0
 
 
@@ -414,22 +417,38 @@ def _out_of_memory_errors() -> tuple[type[BaseException], ...]:
     return (MemoryError,) + ((oom,) if oom is not None else ())
 
 
+#: seconds a failing rank other than 0 waits before it speaks (see :func:`_report`)
+RANK_ERROR_WAIT = 3.0
+
+
+def _report(exc: BaseException, rank: int) -> None:
+    """The one ``error:`` line. Under torchrun a bad input fails every rank alike, and the first
+    rank to exit makes torchrun stop the others: rank 0 speaks at once, the others only after
+    :data:`RANK_ERROR_WAIT` seconds, so one line is printed, or the rank's own when it alone failed."""
+    if rank != 0:
+        import time
+
+        time.sleep(RANK_ERROR_WAIT)
+        sys.stderr.write(f"error: rank {rank}: {_one_line(exc)}\n")
+        return
+    sys.stderr.write(f"error: {_one_line(exc)}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     from genrefine import distributed
 
     args = build_parser().parse_args(argv)
-    first = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
+    rank = int(os.environ.get("RANK", "0"))
     try:
-        if distributed.launched() and (args.command != "sample" or args.out.endswith(".npy")):
-            raise ValueError("under torchrun only `genrefine sample --out DIR` runs (each rank writes its own "
-                             "shards); run the other commands in one process")
+        if distributed.launched() and args.command == "sample" and args.out.endswith(".npy"):
+            raise ValueError("under torchrun `genrefine sample` writes shards: name a directory --out DIR "
+                             "(each rank writes its own shards), or sample into one .npy in one process")
         return {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
     except (ValueError, TypeError, OSError) + _out_of_memory_errors() as exc:
-        if first:
-            sys.stderr.write(f"error: {_one_line(exc)}\n")
+        _report(exc, rank)
         return 2
     finally:
         distributed.finish()

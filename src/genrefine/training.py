@@ -28,6 +28,7 @@ from safetensors import safe_open
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from genrefine import distributed
 from genrefine.checkpoint import atomic_save_tensors, atomic_write_text, module_state, restore_state
 
 _META_KEY = "genrefine.training"  # safetensors metadata entry holding the checkpoint's JSON
@@ -128,36 +129,79 @@ def train_loop(
     if checkpoint and _checkpoint_exists(checkpoint):
         history, start = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
     n_batches = n // batch_size
-    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, initial=start, total=epochs)
-    for epoch in bar:
-        t0 = time.perf_counter()
-        for m in modules.values():
-            m.train()
-        perm = torch.randperm(n, device=device)
-        sums: dict[str, float] = {}
-        for b in range(n_batches):
-            idx = perm[b * batch_size:(b + 1) * batch_size]
-            logs = step(*(t[idx] for t in tensors))
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-        for s in scheds:
-            s.step()
-        rec = {k: v / n_batches for k, v in sums.items()}
-        _check_finite_logs(rec, epoch + 1, epochs, desc, history[0] if history else rec)
-        rec["epoch"] = epoch + 1
-        rec["seconds"] = time.perf_counter() - t0
-        history.append(rec)
-        bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k not in ("epoch", "seconds")})
-        if on_epoch_end is not None:
-            extra = on_epoch_end(epoch)  # a dict it returns joins the epoch's record (a monitor's score)
-            if isinstance(extra, dict):
-                rec.update(extra)
-        if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history)
+    rank, world = distributed.rank_and_size()
+    if world > batch_size:
+        raise ValueError(f"{desc}: batch_size {batch_size} is smaller than the {world} processes sharing each batch")
+    ranks = _Ranks(modules, optimizers) if world > 1 else None
+    bar = tqdm(range(start, epochs), desc=desc, disable=not progress or rank != 0, leave=False, initial=start,
+               total=epochs)
+    try:
+        for epoch in bar:
+            t0 = time.perf_counter()
+            for m in modules.values():
+                m.train()
+            sums = _epoch(step, tensors, n, batch_size, n_batches, device, ranks)
+            for s in scheds:
+                s.step()
+            rec = {k: v / n_batches for k, v in sums.items()}
+            _check_finite_logs(rec, epoch + 1, epochs, desc, history[0] if history else rec)
+            rec["epoch"] = epoch + 1
+            rec["seconds"] = time.perf_counter() - t0
+            history.append(rec)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k not in ("epoch", "seconds")})
+            if on_epoch_end is not None:
+                extra = on_epoch_end(epoch)  # a dict it returns joins the epoch's record (a monitor's score)
+                if isinstance(extra, dict):
+                    rec.update(extra)
+            if checkpoint and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history)
+    finally:
+        if ranks is not None:
+            ranks.close()
     bar.close()
     for m in modules.values():
         m.eval()
     return history
+
+
+def _epoch(step, tensors, n: int, batch_size: int, n_batches: int, device, ranks) -> dict[str, float]:
+    """One pass of shuffled batches; returns the summed logs. Under torchrun (``ranks``) every
+    rank draws the same permutation and steps on its own share of each batch."""
+    if ranks is None:
+        perm = torch.randperm(n, device=device)
+    else:
+        perm = torch.randperm(n, generator=ranks.order, device="cpu").to(device)
+    sums: dict[str, float] = {}
+    for b in range(n_batches):
+        idx = perm[b * batch_size:(b + 1) * batch_size]
+        if ranks is not None:
+            idx = idx[ranks.rank::ranks.world]
+            ranks.sync.share = len(idx) / batch_size
+        logs = step(*(t[idx] for t in tensors))
+        for k, v in logs.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * (1.0 if ranks is None else ranks.sync.share)
+    if ranks is not None:
+        sums = ranks.sync.sum(sums)
+        ranks.sync.sync_buffers()
+    return sums
+
+
+class _Ranks:
+    """A training loop's state under torchrun: the gradient averaging
+    (:class:`~genrefine.distributed.DataParallel`), the batch order every rank shares, and each
+    rank's own random stream for what the steps draw (latents, noise); on :meth:`close` the
+    ranks go back to one shared stream."""
+
+    def __init__(self, modules: dict, optimizers: dict) -> None:
+        self.rank, self.world = distributed.rank_and_size()
+        self.seed = distributed.shared_seed()
+        self.order = torch.Generator().manual_seed(self.seed)
+        self.sync = distributed.DataParallel(modules, optimizers)
+        torch.manual_seed(self.seed + 1 + self.rank)
+
+    def close(self) -> None:
+        self.sync.close()
+        torch.manual_seed(self.seed)
 
 
 def _check_finite_logs(rec: dict, epoch: int, epochs: int, desc: str, first: dict) -> None:

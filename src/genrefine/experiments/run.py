@@ -33,13 +33,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from genrefine import distributed
 from genrefine import metrics as M
 from genrefine.data import DATASETS, FINITE_SIZES, load_flat
 from genrefine.data.files import to_flat
 from genrefine.experiments.config import build_config
 from genrefine.experiments.outputs import write_outputs
 from genrefine.experiments.result import RefinementResult
-from genrefine.experiments.rundir import RunDirectory, fingerprint, make_record
+from genrefine.experiments.rundir import CHECKPOINTS, RunDirectory, fingerprint, make_record
 from genrefine.experiments.scoring import (SCORINGS, check_score_rows, inference_cost, rank_run, sampling_rates,
                                            score_lrw, score_methods_suite, score_sample)
 from genrefine.generators import FAMILIES, AdversarialGenerator, Generator
@@ -184,17 +185,28 @@ def run_refinement(
     check_memory(len(method_list), n_samples, dim, _latent_dim(base, base_family, cfg, dim))
     options = dict(methods=method_list, preset=preset, seed=seed, n_samples=n_samples, iterations=int(iterations),
                    scoring=scoring, base_family=base_family, config=cfg)
-    run_dir = None
-    if out is not None:  # what the checkpoints belong to: resume refuses another data set or options
-        run_dir = RunDirectory(out, _record(split, base, critic, holdout=holdout, key=key, **options), resume=resume)
-    with run_dir or contextlib.nullcontext() as run:
-        ckpt = (lambda name: os.path.join(run.checkpoints, name)) if run is not None else (lambda name: None)
+    record = _record(split, base, critic, holdout=holdout, key=key, **options) if out is not None else None
+    first = distributed.rank_and_size()[0] == 0
+    runs: list[RunDirectory] = []  # rank 0's run directory, once open
+    with contextlib.ExitStack() as stack:
+        def open_run() -> str | None:  # what the checkpoints belong to: resume refuses another data set or options
+            if out is None:
+                return None
+            runs.append(stack.enter_context(RunDirectory(out, record, resume=resume)))
+            return os.path.join(runs[0].path, CHECKPOINTS)
+        # under torchrun rank 0 owns the directory (an error there reaches every rank); the
+        # other ranks only read its training checkpoints, when resuming
+        root = distributed.from_rank0(open_run)
+        if runs:
+            ckpt = lambda name: os.path.join(runs[0].checkpoints, name)  # noqa: E731 (created on first use)
+        else:
+            ckpt = (lambda name: os.path.join(root, name)) if root is not None else (lambda name: None)
         res = _refine(split, method_list, cfg, base, base_family, critic, n_samples, dev, seed, iterations,
-                      progress, ckpt, scoring)
+                      progress and first, ckpt, scoring)
         res.metrics = {**_header(split, device=str(dev), **options), **res.metrics}
-        if run is not None:
-            write_outputs(res, run.staging)
-            run.commit()
+        if runs:
+            write_outputs(res, runs[0].staging)
+            runs[0].commit()
     return res
 
 
