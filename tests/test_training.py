@@ -150,3 +150,33 @@ def test_regress_refuses_bad_arguments_and_non_finite_losses():
     t[7] = math.inf
     with pytest.raises(ValueError, match=r"student: non-finite loss by step \d+ of 50"):
         fit(t)
+
+
+def test_an_early_stop_ends_training_and_a_resume_stops_there_too(tmp_path):
+    from genrefine.training import STOP
+
+    net = torch.nn.Linear(2, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    x = torch.randn(64, 2)
+
+    def step(xb):
+        loss = net(xb).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return {"loss": loss.item()}
+
+    seen = []
+
+    def watch(epoch):
+        seen.append(epoch)
+        return {STOP: epoch == 2, "score": float(epoch)}
+
+    ck = str(tmp_path / "ck")
+    hist = train_loop(step, (x,), {"net": net}, {"adam": opt}, epochs=10, batch_size=16, progress=False,
+                      checkpoint=ck, on_epoch_end=watch)
+    assert [h["epoch"] for h in hist] == [1, 2, 3] and seen == [0, 1, 2]
+    assert STOP not in hist[-1] and hist[-1]["score"] == 2.0
+    again = train_loop(step, (x,), {"net": net}, {"adam": opt}, epochs=10, batch_size=16, progress=False,
+                       checkpoint=ck, on_epoch_end=watch)
+    assert len(again) == 3 and seen == [0, 1, 2]  # resumed at its stop: no epoch more

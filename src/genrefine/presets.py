@@ -155,10 +155,11 @@ LRW = {
                   # kept the calibrated plain ratio (gain 0.0086 +- 0.0013 on 48 parts, latentRS
                   # 0.0760 -> 0.0655), where the weighted score had found no teacher (t 1.1).
                   # transport=5: the exact W1-optimal bounded reweighting regressed into a latent net,
-                  # one more candidate, taken without distillation (item 25)
+                  # one more candidate, taken without distillation (item 25). patience=5: the game
+                  # stops after five epochs without a new best validation EMD (issue 25: w_phi's cost)
                   "fit": {"epochs": 30, "lambda1": 10.0, "lambda2": 3.0, "lr_w": 3e-4, "lr_d": 4e-4,
                           "betas": [0.5, 0.5], "n_critic": 1, "gp_weight": 10.0, "warmup": 500,
-                          "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40,
+                          "patience": 5, "inputs": "data", "ema": 0.995, "smoothed_ratio": [0.0, 0.1], "calibrate": 40,
                           "transport": 5, "crossfit": 3}},
         # Appendix E: N and ε by grid search on EMD (here on held-out training data); N = 0 (no
         # ascent) is in the grid, so a w_φ or critic whose gradient moves points the wrong way is

@@ -45,6 +45,9 @@ def whole_number(value, name: str, minimum: int = 0) -> int:
     return int(value)
 
 
+#: the key of an ``on_epoch_end`` record that ends training after its epoch
+STOP = "stop"
+
 #: largest learning rate: Adam moves each parameter by up to ``lr`` a step, beyond 1 it only diverges
 MAX_LEARNING_RATE = 1.0
 #: a logged loss this many times larger than in the first epoch (or than 1) means training diverged
@@ -103,7 +106,9 @@ def train_loop(
         epochs: whole number >= 0; batch_size: >= 1 (capped at the number of rows).
         gamma: learning rates are multiplied by ``gamma`` in (0, 1] after each epoch.
         on_epoch_end: called with the epoch's index after its record is made; a dict it returns
-            joins that record (a monitor's score), an exception it raises ends training.
+            joins that record (a monitor's score), an exception it raises ends training, and
+            ``{STOP: True}`` in it ends training after this epoch (early stopping: the checkpoint
+            records it, so a resumed run stops there too).
         checkpoint: path prefix; ``<prefix>.safetensors`` (+ a readable ``<prefix>.json``) is
             written every ``checkpoint_every`` epochs and at the end. If it exists, training
             resumes there; one that does not fit ``modules`` or fails its hash is refused.
@@ -127,7 +132,9 @@ def train_loop(
     start = 0
     device = tensors[0].device
     if checkpoint and _checkpoint_exists(checkpoint):
-        history, start = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
+        history, start, stopped = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
+        if stopped:  # it ended early (on_epoch_end's STOP): nothing is left to train
+            epochs = start
     n_batches = n // batch_size
     rank, world = distributed.rank_and_size()
     if world > batch_size:
@@ -149,12 +156,16 @@ def train_loop(
             rec["seconds"] = time.perf_counter() - t0
             history.append(rec)
             bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k not in ("epoch", "seconds")})
+            stop = False
             if on_epoch_end is not None:
                 extra = on_epoch_end(epoch)  # a dict it returns joins the epoch's record (a monitor's score)
                 if isinstance(extra, dict):
+                    stop = bool(extra.pop(STOP, False))
                     rec.update(extra)
-            if checkpoint and rank == 0 and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-                save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history)
+            if checkpoint and rank == 0 and (stop or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+                save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history, stopped=stop)
+            if stop:
+                break
     finally:
         if ranks is not None:
             ranks.close()
@@ -229,7 +240,7 @@ def _checkpoint_exists(prefix: str) -> bool:
     return os.path.exists(prefix + ".safetensors")
 
 
-def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history) -> None:
+def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history, stopped: bool = False) -> None:
     """Write ``<prefix>.safetensors`` holding the tensors and, in its metadata, the JSON
     bookkeeping with the tensors' hash: one atomic file, so a crash never pairs new weights
     with old bookkeeping. ``<prefix>.json`` repeats the bookkeeping for people to read."""
@@ -237,7 +248,7 @@ def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history
     tensors["rng.cpu"] = torch.get_rng_state()
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     info.update(epoch=epoch, history=history, sched_last_epoch=[s.last_epoch for s in scheds],
-                sha256=tensor_digest(tensors))
+                sha256=tensor_digest(tensors), stopped=bool(stopped))
     text = json.dumps(info)
     atomic_save_tensors(tensors, prefix + ".safetensors", metadata={_META_KEY: text})
     atomic_write_text(prefix + ".json", text)
@@ -282,9 +293,10 @@ def _check_shapes(tensors: dict, modules: dict[str, nn.Module]) -> str | None:
     return None
 
 
-def resume_training(prefix: str, modules, optimizers, scheds, device, desc: str) -> tuple[list, int]:
+def resume_training(prefix: str, modules, optimizers, scheds, device, desc: str) -> tuple[list, int, bool]:
     """Restore modules, optimizers, schedules and the CPU random state from ``prefix``;
-    returns ``(history, epoch)``. A checkpoint that does not fit is one ValueError line."""
+    returns ``(history, epoch, stopped)`` (``stopped``: training ended early there). A
+    checkpoint that does not fit is one ValueError line."""
     path = prefix + ".safetensors"
     tensors, info = _load_checkpoint(prefix, device)
     bad = _check_shapes(tensors, modules)
@@ -304,7 +316,7 @@ def resume_training(prefix: str, modules, optimizers, scheds, device, desc: str)
             bad = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if bad is not None:
         raise ValueError(f"{desc}: cannot resume from {path}: {bad}; remove it to train from scratch")
-    return history, int(info["epoch"])
+    return history, int(info["epoch"]), bool(info.get("stopped", False))
 
 
 def regress(predict: Callable[[Tensor], Tensor], params, x: Tensor, target: Tensor, steps: int, batch_size: int,

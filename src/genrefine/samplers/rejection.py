@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
+from genrefine import distributed
 from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
 from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
 from genrefine.timing import timed
@@ -287,7 +288,8 @@ class _BoundedWeights:
             self.first = weight_diagnostics(log_w.double().exp())
             if self.log_bound is None:
                 _check_some_positive(log_w, len(z))
-                self.log_bound = float(log_w.max()) + math.log(self.safety)
+                # under torchrun every rank rejects under the same bound: the largest pilot's
+                self.log_bound = distributed.agree_max(float(log_w.max())) + math.log(self.safety)
         # with a known bound, give up once a pilot's worth of proposals all had w = 0
         self.some_positive = self.some_positive or bool(torch.isfinite(log_w).any())
         if not self.some_positive and self.proposals >= self.pilot_size:
@@ -394,6 +396,7 @@ def quantile_bound(scores: Tensor, quantile: float, what: str, min_acceptance: f
     paid for by truncating the largest scores."""
     check_bound_args(quantile, min_acceptance, what)
     bound = torch.quantile(scores[:1_000_000].float(), float(quantile)) if quantile < 1 else scores.max()
+    bound = bound.new_tensor(distributed.agree_max(float(bound)))  # one bound for every rank under torchrun
     acc = torch.exp((scores - bound).clamp(max=0.0)).mean()
     if not (torch.isfinite(bound) and acc > 0):
         raise ValueError(f"{what}: distillation failed (bound {bound.item()}, acceptance {acc.item()})")

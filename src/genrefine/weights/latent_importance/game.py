@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from genrefine.generators.critic import Critic, gradient_penalty
 from genrefine.nn import mlp
-from genrefine.training import train_loop
+from genrefine.training import STOP, train_loop
 from genrefine.weights.latent_importance.selection import HeldOut, weigh_with
 
 
@@ -135,7 +135,8 @@ def play(player: nn.Module, critic: Critic, x: Tensor, pool: tuple[Tensor, Tenso
          progress: bool = True, checkpoint: str | None = None) -> GameResult:
     """Play Alg. 1 for ``s.epochs`` epochs over the rows ``x`` after ``s.warmup`` critic-only steps,
     score the player (its ``ema`` average when set) on ``val`` after every epoch and leave the
-    player at the best epoch (the start if none beat it). ``checkpoint`` makes it resumable."""
+    player at the best epoch (the start if none beat it); with ``s.patience``, stop once that many
+    epochs pass without a new best. ``checkpoint`` makes it resumable."""
     steps = _Steps(player, critic, pool, m, s)
     nb = min(s.batch_size, len(x))
     for _ in range(int(s.warmup)):
@@ -146,7 +147,7 @@ def play(player: nn.Module, critic: Critic, x: Tensor, pool: tuple[Tensor, Tenso
     best, kept = copy.deepcopy(player.net), {"epoch": 0, "val_emd": initial_val}
     records: list[dict] = []
 
-    def on_epoch_end(epoch: int) -> None:
+    def on_epoch_end(epoch: int) -> dict:
         if steps.ema is None:
             score = val.score(weigh, m)
         else:  # score the averaged weights, then go on with the live ones
@@ -158,6 +159,8 @@ def play(player: nn.Module, critic: Critic, x: Tensor, pool: tuple[Tensor, Tenso
         if score < kept["val_emd"]:
             kept.update(epoch=epoch + 1, val_emd=score)
             best.load_state_dict((player.net if steps.ema is None else steps.ema).state_dict())
+        # early stopping: ``patience`` epochs without a new best end the game
+        return {STOP: bool(s.patience) and epoch + 1 - kept["epoch"] >= int(s.patience)}
 
     name = "h" if isinstance(player, DataWeightNetwork) else "w_phi"  # checkpoint names
     modules = {name: player, "critic": critic, "best": best, **({"ema": steps.ema} if steps.ema is not None else {})}

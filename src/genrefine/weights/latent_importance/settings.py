@@ -22,6 +22,8 @@ class LatentImportanceSettings:
         gp_weight: the critic's gradient-penalty weight.
         warmup: critic-only steps against ``G`` (w = 1) before the game starts.
         pool_size: latents drawn once, with ``G(z)``, from which the game's batches are taken.
+        patience: end the game once this many epochs pass without a new best validation score
+            (``None``: play every epoch).
         ema: decay of an exponential average of the player's parameters that is scored and kept
             instead of the live weights (``None``: off).
         inputs: ``"latent"`` plays with ``w_φ(z)`` itself (Alg. 1); ``"data"`` plays with
@@ -51,6 +53,7 @@ class LatentImportanceSettings:
     gp_weight: float = 10.0
     warmup: int = 500
     pool_size: int = 100_000
+    patience: int | None = None
     ema: float | None = None
     inputs: Literal["latent", "data"] = "latent"
     teacher_hidden: int = 64
@@ -87,6 +90,9 @@ class LatentImportanceSettings:
         for name in ("epochs", "warmup"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
+        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) != self.patience
+                                          or int(self.patience) < 1):
+            raise ValueError(f"patience must be None or a whole number >= 1, got {self.patience!r}")
         if self.ema is not None and not 0 <= self.ema < 1:
             raise ValueError(f"ema must be None or a decay in [0, 1), got {self.ema!r}")
         if self.inputs not in ("latent", "data"):
