@@ -2,6 +2,8 @@
 
     python benchmarks/ddp_training.py [--seeds 0,1,2] [--out docs/ddp_training.json]
 
+Writes the JSON and, beside it, ``docs/ddp_training.md`` (the table, with the command).
+
 Each configuration trains the DCTR classifier (``DensityRatioClassifier``, the preset's 8 x 96
 network) between two fixed 2-D sets (a ring against a Gaussian, 40,000 rows each) with early
 stopping, and reports its held-out BCE on 20,000 fresh rows of each, with the wall time. One
@@ -66,6 +68,27 @@ def launch(seed: int, procs: int, epochs: int) -> dict:
     return json.loads([line for line in out.splitlines() if line.startswith("{")][0])
 
 
+def render(out: dict) -> str:
+    lines = ["# Training under torchrun: the same held-out loss", "",
+             f"Written by `{out['command']}` ({out['machine']}). The DCTR classifier (8 x 96) is trained "
+             "between a noisy ring and a standard normal (40,000 rows each, batches of 2,000, early stopping on "
+             "10% held out) by one process, and by two under `torchrun` (gloo), where each rank steps on half "
+             "of every batch and the gradients are averaged before each step. The loss is the BCE on 20,000 "
+             "fresh rows of each set.", "",
+             "| seed | processes | held-out BCE | epochs run | seconds |", "|---|---|---|---|---|"]
+    for r in out["rows"]:
+        lines.append(f"| {r['seed']} | {r['processes']} | {r['held_out_bce']:.4f} | {r['epochs_run']} | "
+                     f"{r['seconds']:.1f} |")
+    lines.append("")
+    for p, v in out["summary"].items():
+        sd = "" if v["sd"] is None else f" ± {v['sd']:.4f} (sd over seeds)"
+        lines.append(f"- {p} process(es): mean held-out BCE {v['mean']:.4f}{sd}")
+    lines += ["", "The seconds are wall time of the fit alone. On a network this small the all-reduce of every "
+              "batch costs more than half a batch saves, so two processes train no faster here; the split "
+              "pays where a step's compute is large against its gradient (images, GPUs).", ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
@@ -90,6 +113,7 @@ def main() -> int:
     out = {"rows": rows, "summary": summary, "command": "python benchmarks/ddp_training.py " + " ".join(sys.argv[1:]),
            "machine": "2 cores, no GPU; one thread per process"}
     atomic_write_text(args.out, json.dumps(out, indent=1))
+    atomic_write_text(os.path.splitext(args.out)[0] + ".md", render(out))
     print(json.dumps(summary))
     return 0
 

@@ -318,3 +318,23 @@ def test_hmc_paper_preset_runs():
     assert z.shape == (250, 2) and (z[:, 0] > 0).all()
     d = sampler.diagnostics
     assert d["step_size"]["mean"] == pytest.approx(0.004, rel=1e-6) and d["acceptance_rate"] > 0.85
+
+
+def test_probe_bound_tightens_a_loose_cap_without_changing_the_samples():
+    # w(z) = 1 + 0.5 tanh(z_1) <= 1.5: under the cap m = 3 rejection accepts E[w] / 3 = 1/3; the
+    # probe's bound (1.1 x the largest w seen, < 1.65) accepts about 0.6 of the same proposals,
+    # and E_q[z_1] = E_p[z_1 w] / E_p[w] = 0.5 E[z tanh z] (about 0.303) either way
+    from genrefine.samplers.rejection import LatentRejectionSampler, probe_bound
+
+    prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(2), torch.ones(2)), 1)
+    target = LatentTarget(prior=prior, log_weight=lambda z: torch.log1p(0.5 * torch.tanh(z[:, 0])), bound=3.0)
+    bound = probe_bound(target, 3.0)
+    assert 1.5 <= bound <= 1.65
+    assert probe_bound(target, 1.2) == 1.2  # a cap below the weights stays the bound
+    z_ref = torch.randn(2_000_000, 1)
+    exact = float((z_ref[:, 0] * 0.5 * torch.tanh(z_ref[:, 0])).mean())
+    torch.manual_seed(3)
+    sampler = LatentRejectionSampler(target, bound=bound, progress=False)
+    z = sampler.sample(200_000)
+    assert abs(float(z[:, 0].mean()) - exact) < 0.01
+    assert sampler.diagnostics["acceptance_rate"] > 0.55 and sampler.diagnostics["n_exceeding"] == 0

@@ -387,6 +387,30 @@ def check_bound_args(quantile: float, min_acceptance: float, what: str) -> None:
         raise ValueError(f"{what}: min_acceptance must be in [0, 1), got {min_acceptance}")
 
 
+#: prior draws of the probe that tightens a known rejection bound (:func:`probe_bound`)
+PROBE_SIZE = 1 << 20
+
+
+@torch.no_grad()
+def probe_bound(target: LatentTarget, cap: float, n: int = PROBE_SIZE, safety: float = 1.1,
+                batch_size: int = 65_536) -> float:
+    """A rejection bound no looser than it must be: ``min(cap, safety x max w)`` over ``n`` prior
+    draws. Rejection under ``cap`` accepts at rate ``E[min(w, cap)] / cap``; where ``w`` never
+    comes near ``cap`` (a flat or mildly reweighted latent), the largest ``w`` seen, with a
+    margin, bounds it as well and accepts proportionally more of the same draws. Under
+    ``cap`` the accepted distribution is unchanged as long as ``w <= bound`` wherever ``w <
+    cap``; the sampler counts proposals above the bound (``exceed_fraction``) and warns when
+    there are any. The probe draws from its own copy of the random stream, so the run's stream
+    is not moved, and under torchrun every rank takes the largest of the ranks' maxima."""
+    check_positive(cap, "cap")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        top = max(float(finite_log_weight(target, target.prior.sample((min(batch_size, n - i),))).max())
+                  for i in range(0, int(n), batch_size))
+    top = distributed.agree_max(top)
+    return float(min(cap, safety * math.exp(top))) if math.isfinite(top) else float(cap)
+
+
 @torch.no_grad()
 def quantile_bound(scores: Tensor, quantile: float, what: str, min_acceptance: float = 0.0) -> tuple[Tensor, Tensor]:
     """The bound ``b`` of a rejection step at the ``quantile`` of its ``scores`` (their maximum
