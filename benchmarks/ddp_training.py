@@ -83,7 +83,7 @@ def render(out: dict) -> str:
     for p, v in out["summary"].items():
         sd = "" if v["sd"] is None else f" ± {v['sd']:.4f} (sd over seeds)"
         lines.append(f"- {p} process(es): mean held-out BCE {v['mean']:.4f}{sd}")
-    lines += ["", "The seconds are wall time of the fit alone. On a network this small the all-reduce of every "
+    lines += ["", "The seconds are wall time of the fit alone (measured beside another one-thread job, so only roughly comparable). On a network this small the all-reduce of every "
               "batch costs more than half a batch saves, so two processes train no faster here; the split "
               "pays where a step's compute is large against its gradient (images, GPUs).", ""]
     return "\n".join(lines)

@@ -9,6 +9,11 @@ timed by ``/usr/bin/time``: wall seconds and the peak resident memory of the lar
 One torch thread per process (``OMP_NUM_THREADS=1``), so ``--procs 2`` on two cores compares two
 one-thread processes with one. Results go to ``docs/throughput.json`` (appended by key) and
 ``docs/throughput.md`` with the machine they ran on.
+
+``--rates`` adds the rate of each refined generator against its own base *in one process*, with
+no start-up: ``gen.sample(n)`` and ``gen.base.sample(n)`` timed in turn, best of five, one
+thread (what "samples per second of the refined generator against the raw one" means without
+the second of start-up that every command pays).
 """
 
 from __future__ import annotations
@@ -64,6 +69,28 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
 
 
+def in_process_rates(models: str, names: list[str], n: int) -> dict:
+    """``{name: {raw, refined, ratio}}`` samples per second of each saved refined generator and of
+    its base, one thread, best of five alternating calls of ``sample(n)``."""
+    import torch
+
+    from genrefine.api import load_generator
+    from genrefine.experiments.scoring import sampling_rates
+
+    torch.set_num_threads(1)
+    run = os.path.basename(os.path.dirname(os.path.abspath(models)))  # the run's directory names the set
+    out = {}
+    for name in names:
+        gen = load_generator(os.path.join(models, name))
+        if not hasattr(gen, "base"):
+            continue
+        rates = sampling_rates({"raw": gen.base, "refined": gen}, n=n, repeats=5)
+        out[f"{run}/{name}"] = {**rates, "ratio": rates["refined"] / rates["raw"], "n": n,
+                                "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
+        print(name, json.dumps(out[f"{run}/{name}"]), flush=True)
+    return out
+
+
 def render(records: dict, docs: str) -> None:
     lines = ["# Streamed sampling: samples per second and peak memory", "",
              "Written by `benchmarks/throughput.py` (command per row in `docs/throughput.json`). Each row is one "
@@ -88,6 +115,16 @@ def render(records: dict, docs: str) -> None:
             speedups.append(f"{r['model']} at n = {r['n']:.0e}: {r['samples_per_second'] / one['samples_per_second']:.2f}x")
     if speedups:
         lines += ["", "Two processes against one: " + "; ".join(sorted(speedups)) + "."]
+    rates = records.get("rates", {})
+    if rates:
+        lines += ["", "## Refined against raw, in one process", "",
+                  "`python benchmarks/throughput.py --rates --models RUN/models --names laser,laser-flow` (the "
+                  "command of each row is in `docs/throughput.json`): `sample(n)` of each refined generator and "
+                  "of its base, timed in turn in one process (no start-up), one thread, best of five. The row "
+                  "names the run directory the models came from.", "",
+                  "| model | n | raw samples / s | refined samples / s | refined ÷ raw |", "|---|---|---|---|---|"]
+        for name, r in sorted(rates.items()):
+            lines.append(f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} |")
     atomic_write_text(os.path.join(docs, "throughput.md"), "\n".join(lines) + "\n")
 
 
@@ -98,10 +135,18 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,10000000")
     ap.add_argument("--procs", default="1,2")
     ap.add_argument("--docs", default="docs")
+    ap.add_argument("--rates", action="store_true",
+                    help="only the in-process rates of the refined models against their bases (no commands)")
+    ap.add_argument("--rate-n", type=int, default=1_000_000)
     args = ap.parse_args()
     path = os.path.join(args.docs, "throughput.json")
     records = json.load(open(path)) if os.path.exists(path) else {"rows": {}}
     records["machine"] = machine()
+    if args.rates:
+        records.setdefault("rates", {}).update(in_process_rates(args.models, args.names.split(","), args.rate_n))
+        atomic_write_text(path, json.dumps(records, indent=1))
+        render(records, args.docs)
+        return
     tmp = tempfile.mkdtemp(prefix="genrefine-throughput-")
     try:
         for name in args.names.split(","):
