@@ -329,3 +329,21 @@ def test_boost_refuses_what_it_cannot_do():
                                                                  progress=False)
     with pytest.raises(ValueError, match="latent rejection step"):
         rg.fit_boost()
+
+
+def test_refiner_flow_samples_in_two_passes_and_old_configs_load_as_they_were():
+    import time
+
+    from genrefine.samplers.refiner_flow import RefinerFlow
+
+    flow = RefinerFlow(32, transforms=2, hidden=[16]).freeze()
+    t0 = time.perf_counter()
+    z = flow.sample(2000)
+    assert time.perf_counter() - t0 < 5.0  # coupling: two passes per transform, not 32
+    y = flow.inverse(z)
+    assert torch.allclose(flow(y), z, atol=1e-4)
+    old = RefinerFlow.from_config({"latent_dim": 3, "transforms": 2, "hidden": [8], "bins": 4})
+    assert old.passes is None and RefinerFlow.from_config(old.config()).passes is None
+    two = RefinerFlow(2, transforms=2, hidden=[8], bins=4)
+    assert [p.shape for p in two.state_dict().values()] == [
+        p.shape for p in RefinerFlow(2, transforms=2, hidden=[8], bins=4, passes=None).state_dict().values()]

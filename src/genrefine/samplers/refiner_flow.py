@@ -23,6 +23,11 @@ from genrefine.validation import check_array, check_weights
 class RefinerFlow(Generator):
     """``z = Φ(y) = T⁻¹(y)``, ``y ~ N(0, I)``, with ``T`` a zuko NSF (latent -> auxiliary).
 
+    ``passes=2`` makes each transform a coupling layer: sampling inverts it in two network passes
+    whatever the latent dimension (a fully autoregressive NSF, ``passes=None``, needs one pass
+    per dimension: 106 s instead of 2.5 s for 10,000 samples of a 64-d latent, one thread). In
+    two dimensions the two are the same network.
+
     Example:
         >>> phi = RefinerFlow(latent_dim=2).fit(z, w, epochs=30)
         >>> z_refined = phi.sample(100_000); logq = phi.log_prob(z_refined)
@@ -30,13 +35,22 @@ class RefinerFlow(Generator):
 
     invertible = True
 
-    def __init__(self, latent_dim: int, transforms: int = 4, hidden: tuple[int, ...] | list[int] = (64, 64), bins: int = 8) -> None:
+    def __init__(self, latent_dim: int, transforms: int = 4, hidden: tuple[int, ...] | list[int] = (64, 64), bins: int = 8,
+                 passes: int | None = 2) -> None:
         super().__init__(latent_dim=latent_dim, data_dim=latent_dim)
         self.transforms, self.hidden, self.bins = int(transforms), [int(h) for h in hidden], int(bins)
-        self.flow = zuko.flows.NSF(features=latent_dim, transforms=self.transforms, hidden_features=self.hidden, bins=self.bins)
+        self.passes = None if passes is None else int(passes)
+        self.flow = zuko.flows.NSF(features=latent_dim, transforms=self.transforms, hidden_features=self.hidden,
+                                   bins=self.bins, passes=self.passes)
 
     def config(self) -> dict:
-        return {"latent_dim": self.data_dim, "transforms": self.transforms, "hidden": self.hidden, "bins": self.bins}
+        return {"latent_dim": self.data_dim, "transforms": self.transforms, "hidden": self.hidden, "bins": self.bins,
+                "passes": self.passes}
+
+    @classmethod
+    def from_config(cls, cfg: dict, user=None) -> "RefinerFlow":
+        """A config saved before ``passes`` existed was fully autoregressive (``passes=None``)."""
+        return super().from_config({"passes": None, **cfg}, user)
 
     def forward(self, y: Tensor) -> Tensor:
         return self.flow().transform.inv(y)
