@@ -128,18 +128,11 @@ def train_loop(
         raise ValueError(f"{desc}: training tensors have different lengths")
     batch_size = min(batch_size, n)
     scheds = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=gamma) for o in optimizers.values()]
-    history: list[dict] = []
-    start = 0
     device = tensors[0].device
-    if checkpoint and _checkpoint_exists(checkpoint):
-        history, start, stopped = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
-        if stopped:  # it ended early (on_epoch_end's STOP): nothing is left to train
-            epochs = start
+    history, start, epochs = _resume_point(checkpoint, modules, optimizers, scheds, device, desc, epochs)
     n_batches = n // batch_size
-    rank, world = distributed.rank_and_size()
-    if world > batch_size:
-        raise ValueError(f"{desc}: batch_size {batch_size} is smaller than the {world} processes sharing each batch")
-    ranks = _Ranks(modules, optimizers) if world > 1 else None
+    rank = distributed.rank_and_size()[0]
+    ranks = _Ranks.join(modules, optimizers, batch_size, desc)
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress or rank != 0, leave=False, initial=start,
                total=epochs)
     try:
@@ -156,12 +149,7 @@ def train_loop(
             rec["seconds"] = time.perf_counter() - t0
             history.append(rec)
             bar.set_postfix({k: f"{v:.4g}" for k, v in rec.items() if k not in ("epoch", "seconds")})
-            stop = False
-            if on_epoch_end is not None:
-                extra = on_epoch_end(epoch)  # a dict it returns joins the epoch's record (a monitor's score)
-                if isinstance(extra, dict):
-                    stop = bool(extra.pop(STOP, False))
-                    rec.update(extra)
+            stop = _monitor(on_epoch_end, epoch, rec)
             if checkpoint and rank == 0 and (stop or (epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_training_checkpoint(checkpoint, modules, optimizers, scheds, epoch + 1, history, stopped=stop)
             if stop:
@@ -173,6 +161,26 @@ def train_loop(
     for m in modules.values():
         m.eval()
     return history
+
+
+def _resume_point(checkpoint, modules, optimizers, scheds, device, desc: str, epochs: int) -> tuple[list, int, int]:
+    """``(history, first epoch, last epoch)``: from the checkpoint when there is one (a run that
+    ended early there, by :data:`STOP`, has nothing left to train), else from the start."""
+    if not (checkpoint and _checkpoint_exists(checkpoint)):
+        return [], 0, epochs
+    history, start, stopped = resume_training(checkpoint, modules, optimizers, scheds, device, desc)
+    return history, start, (start if stopped else epochs)
+
+
+def _monitor(on_epoch_end, epoch: int, rec: dict) -> bool:
+    """Call ``on_epoch_end``: a dict it returns joins the epoch's record (a monitor's score);
+    returns whether it asked to stop (:data:`STOP`)."""
+    extra = on_epoch_end(epoch) if on_epoch_end is not None else None
+    if not isinstance(extra, dict):
+        return False
+    stop = bool(extra.pop(STOP, False))
+    rec.update(extra)
+    return stop
 
 
 def _epoch(step, tensors, n: int, batch_size: int, n_batches: int, device, ranks) -> dict[str, float]:
@@ -202,6 +210,16 @@ class _Ranks:
     (:class:`~genrefine.distributed.DataParallel`), the batch order every rank shares, and each
     rank's own random stream for what the steps draw (latents, noise); on :meth:`close` the
     ranks go back to one shared stream."""
+
+    @classmethod
+    def join(cls, modules: dict, optimizers: dict, batch_size: int, desc: str) -> "_Ranks | None":
+        """The loop's state under torchrun; None in one process."""
+        world = distributed.rank_and_size()[1]
+        if world == 1:
+            return None
+        if world > batch_size:
+            raise ValueError(f"{desc}: batch_size {batch_size} is smaller than the {world} processes sharing each batch")
+        return cls(modules, optimizers)
 
     def __init__(self, modules: dict, optimizers: dict) -> None:
         self.rank, self.world = distributed.rank_and_size()

@@ -118,6 +118,25 @@ class DataSplit:
     held_out: bool  # the truth was kept aside from the data (files, arrays, finite sets)
 
 
+def _open_run(stack: contextlib.ExitStack, out: str | None, record: dict | None, resume: bool):
+    """``(run directory, ckpt)``: the run directory ``out`` entered on ``stack`` (rank 0's only,
+    under torchrun; None without ``out``) and ``ckpt(name)``, the path of a training checkpoint
+    (None without ``out``). Under torchrun rank 0 owns the directory, an error opening it
+    reaches every rank, and the other ranks only read its checkpoints, when resuming."""
+    runs: list[RunDirectory] = []
+
+    def open_run() -> str | None:  # what the checkpoints belong to: resume refuses another data set or options
+        if out is None:
+            return None
+        runs.append(stack.enter_context(RunDirectory(out, record, resume=resume)))
+        return os.path.join(runs[0].path, CHECKPOINTS)
+
+    root = distributed.from_rank0(open_run)
+    if runs:
+        return runs[0], (lambda name: os.path.join(runs[0].checkpoints, name))  # created on first use
+    return None, ((lambda name: os.path.join(root, name)) if root is not None else (lambda name: None))
+
+
 def run_refinement(
     data: str | np.ndarray,
     methods="base,dctr,rejection,hmc,laser,laser-flow",
@@ -187,26 +206,14 @@ def run_refinement(
                    scoring=scoring, base_family=base_family, config=cfg)
     record = _record(split, base, critic, holdout=holdout, key=key, **options) if out is not None else None
     first = distributed.rank_and_size()[0] == 0
-    runs: list[RunDirectory] = []  # rank 0's run directory, once open
     with contextlib.ExitStack() as stack:
-        def open_run() -> str | None:  # what the checkpoints belong to: resume refuses another data set or options
-            if out is None:
-                return None
-            runs.append(stack.enter_context(RunDirectory(out, record, resume=resume)))
-            return os.path.join(runs[0].path, CHECKPOINTS)
-        # under torchrun rank 0 owns the directory (an error there reaches every rank); the
-        # other ranks only read its training checkpoints, when resuming
-        root = distributed.from_rank0(open_run)
-        if runs:
-            ckpt = lambda name: os.path.join(runs[0].checkpoints, name)  # noqa: E731 (created on first use)
-        else:
-            ckpt = (lambda name: os.path.join(root, name)) if root is not None else (lambda name: None)
+        run, ckpt = _open_run(stack, out, record, resume)
         res = _refine(split, method_list, cfg, base, base_family, critic, n_samples, dev, seed, iterations,
                       progress and first, ckpt, scoring)
         res.metrics = {**_header(split, device=str(dev), **options), **res.metrics}
-        if runs:
-            write_outputs(res, runs[0].staging)
-            runs[0].commit()
+        if run is not None:
+            write_outputs(res, run.staging)
+            run.commit()
     return res
 
 
