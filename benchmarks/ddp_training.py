@@ -130,6 +130,8 @@ def main() -> int:
         rec = train_one(args.seed, args.epochs, args.task)
         if os.environ.get("RANK", "0") == "0":
             print(json.dumps(rec))
+        if distributed.launched():
+            distributed.leave(0)
         return 0
     rows = [launch(int(s), p, args.epochs, args.task) for s in args.seeds.split(",") for p in (1, 2)]
     for r in rows:

@@ -39,11 +39,13 @@ def main() -> None:
     train_loop(noisy, (x,), {}, {}, epochs=1, batch_size=n, gamma=1.0, progress=False)
     after = torch.randn(1).item()  # the ranks are back on one stream
     rank, world = distributed.rank_and_size()
-    rec = {"weight": net.weight.detach().flatten().tolist(), "bias": float(net.bias), "mse": [h["mse"] for h in hist],
+    rec = {"weight": net.weight.detach().flatten().tolist(), "bias": float(net.bias.detach()), "mse": [h["mse"] for h in hist],
            "noise": distributed.gather(noise[0]), "after": distributed.gather(after), "world": world}
     distributed.finish()
     if rank == 0:
         print(json.dumps(rec))
+    if world > 1:
+        distributed.leave(0)
 
 
 if __name__ == "__main__":

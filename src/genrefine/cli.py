@@ -443,7 +443,11 @@ def main(argv: list[str] | None = None) -> int:
         if distributed.launched() and args.command == "sample" and args.out.endswith(".npy"):
             raise ValueError("under torchrun `genrefine sample` writes shards: name a directory --out DIR "
                              "(each rank writes its own shards), or sample into one .npy in one process")
-        return {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
+        code = {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
+        if distributed.launched():
+            distributed.finish()  # every rank got here: meet before leaving the process group
+            distributed.leave(code)
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return 130
@@ -451,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         _report(exc, rank)
         return 2
     finally:
-        distributed.finish()
+        distributed.finish(wait=False)  # an error path: another rank may never arrive
 
 
 if __name__ == "__main__":
