@@ -8,6 +8,7 @@ that asks for them in the same order draws the same numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Callable
 
@@ -18,6 +19,7 @@ from genrefine.generators.base import Generator
 from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
                                           fit_omnifold, fit_w_phi, train_critic)
 from genrefine.samplers.base import LatentTarget, weight_diagnostics
+from genrefine.samplers.rejection import probe_bound
 from genrefine.timing import timed
 from genrefine.weights.classifier import latent_target
 from genrefine.weights.omnifold import pullback_spread
@@ -145,12 +147,21 @@ class RunContext:
         ``w(g(z, ε))`` at every call: how much of its spread is noise goes to
         ``diagnostics["pullback_spread"]`` (with a warning when it is large)."""
         builders = {"dctr": lambda: self._pullback(),
-                    "w_phi": lambda: self.w_phi().target(self.base.prior),
+                    "w_phi": self._w_phi_target,
                     "critic_ratio": lambda: latent_target(self.base, self.critic_ratio()),
                     "omnifold": self._omnifold_target}
         if kind not in builders:
             raise ValueError(f"weights: no latent target for {kind!r} (choose from {', '.join(builders)})")
         return self._once("target_" + kind, builders[kind])
+
+    def _w_phi_target(self) -> LatentTarget:
+        """``γ_φ ∝ p(z) w_φ(z)`` under the tightest safe rejection bound: ``m``, lowered to 1.1 x the
+        largest ``w_φ`` of a probe of the prior when that is below ``m``
+        (:func:`~genrefine.samplers.rejection.probe_bound`; the same accepted distribution for
+        fewer proposals)."""
+        w_phi = self.w_phi()
+        target = w_phi.target(self.base.prior)
+        return dataclasses.replace(target, bound=probe_bound(target, w_phi.m))
 
     def _omnifold_target(self) -> LatentTarget:
         self.omnifold()  # fits the weights on first use

@@ -4,14 +4,12 @@ fixed or chosen on held-out data (Appendix E)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import ClassVar
 
 from genrefine.methods.base import Method, MethodResult, Needs, register_method
 from genrefine.methods.context import RunContext
 from genrefine.methods.steps import choose_steps
 from genrefine.samplers.latent_ga import LatentGradientAscent
-from genrefine.samplers.rejection import probe_bound
 
 
 class _GradientAscent(Method):
@@ -22,8 +20,6 @@ class _GradientAscent(Method):
     def fit(self, ctx: RunContext, n_steps: int = 10, step_size: float = 0.05, select: bool = False,
             grid_steps=(0, 2, 5, 10, 50), grid_eps=(0.01, 0.05, 0.1)) -> MethodResult:
         w_phi, target = ctx.w_phi(), ctx.weights("w_phi")
-        if self.rejection:  # latentRS's step under latentRS's bound (probe_bound)
-            target = dataclasses.replace(target, bound=probe_bound(target, w_phi.m))
 
         def make(n: int, eps: float) -> LatentGradientAscent:
             return LatentGradientAscent(target, n, eps, rejection=self.rejection, weight_fn=w_phi)

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from genrefine.methods.base import Method, MethodResult, Needs, register_method
 from genrefine.methods.context import RunContext
-from genrefine.samplers.rejection import LatentRejectionSampler, probe_bound
+from genrefine.samplers.rejection import LatentRejectionSampler
 
 
 @register_method
 class LatentRS(Method):
-    """Rejection on ``w_φ`` with its soft-clipping bound ``m`` as the rejection bound, lowered to
-    1.1 x the largest ``w_φ`` of a probe of the prior when that is below ``m``: the same
-    accepted distribution for fewer proposals (a flat ``w_φ`` accepts ~0.9 instead of ``1/m``)."""
+    """Rejection on ``w_φ`` under its target's bound: ``m``, or lower when ``w_φ`` stays well below
+    it (:meth:`~genrefine.methods.context.RunContext.weights`): a flat ``w_φ`` accepts ~0.9
+    instead of ``1/m``."""
 
     name = "latentrs"
     family = "lrw"
@@ -21,6 +21,5 @@ class LatentRS(Method):
 
     def fit(self, ctx: RunContext) -> MethodResult:
         w_phi, target = ctx.w_phi(), ctx.weights("w_phi")
-        bound = probe_bound(target, w_phi.m)
-        return MethodResult(sampler_factory=lambda: LatentRejectionSampler(target, bound=bound),
-                            diagnostics={"bound": bound, "m": w_phi.m})
+        return MethodResult(sampler_factory=lambda: LatentRejectionSampler(target),
+                            diagnostics={"bound": target.bound, "m": w_phi.m})
