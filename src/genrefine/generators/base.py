@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from genrefine.nn import largest_activation, rows_per_chunk
 from genrefine.validation import check_array, check_count, check_data_shape
 
 #: family name -> class; filled by ``@register_family`` when the package ``genrefine`` imports
@@ -106,9 +107,28 @@ class Generator(nn.Module):
         architecture reads off the data (an output range)."""
         raise ValueError(f"the '{cls.family}' family cannot be trained by a run")
 
-    #: rows per chunk in :meth:`generate` when no ``batch_size`` is given: chunks keep the
-    #: activations in cache on CPU (one batch of 1M is 2-4x slower); families set their own
-    chunk_size: int = 50_000
+    #: rows per chunk of a generator whose activations cannot be measured without side effects
+    #: (a stochastic one: a probe pass would draw from its random stream)
+    DEFAULT_CHUNK: ClassVar[int] = 50_000
+
+    @property
+    def chunk_size(self) -> int:
+        """Rows per chunk in :meth:`generate` when no ``batch_size`` is given: sized once per
+        device so that the largest activation of a chunk fits the cache (CPU) or fills the GPU
+        (:func:`genrefine.nn.rows_per_chunk`), from one probe pass on zeros. Families of many
+        small operations set their own."""
+        dev = str(self.device)
+        cache = self.__dict__.setdefault("_chunk_rows", {})
+        if dev not in cache:
+            cache[dev] = self.DEFAULT_CHUNK if self.stochastic else self._measured_chunk()
+        return cache[dev]
+
+    def _measured_chunk(self) -> int:
+        try:
+            values = largest_activation(self, torch.zeros(2, self.latent_dim, device=self.device))
+        except Exception:  # sizing only: the model's own error comes with the first real chunk
+            return self.DEFAULT_CHUNK
+        return rows_per_chunk(values, self.device)
 
     @torch.no_grad()
     def generate(self, z: Tensor, batch_size: int | None = None) -> Tensor:
