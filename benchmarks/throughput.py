@@ -81,7 +81,7 @@ def in_process_rates(models: str, names: list[str], n: int) -> dict:
     run = os.path.basename(os.path.dirname(os.path.abspath(models)))  # the run's directory names the set
     out = {}
     for name in names:
-        gen = load_generator(os.path.join(models, name))
+        gen = _latentrs(models) if name == "latentrs" else load_generator(os.path.join(models, name))
         if not hasattr(gen, "base"):
             continue
         rates = sampling_rates({"raw": gen.base, "refined": gen}, n=n, repeats=5)
@@ -89,6 +89,20 @@ def in_process_rates(models: str, names: list[str], n: int) -> dict:
                                 "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
         print(name, json.dumps(out[f"{run}/{name}"]), flush=True)
     return out
+
+
+def _latentrs(models: str):
+    """latentRS as a run makes it: the saved base and ``w_phi``, rejection under the probed bound."""
+    import dataclasses
+
+    from genrefine.api import load_generator, load_latent_importance
+    from genrefine.refine import SampledGenerator
+    from genrefine.samplers.rejection import LatentRejectionSampler, probe_bound
+
+    base, w_phi = load_generator(os.path.join(models, "base")), load_latent_importance(os.path.join(models, "w_phi"))
+    target = w_phi.target(base.prior)
+    target = dataclasses.replace(target, bound=probe_bound(target, w_phi.m))
+    return SampledGenerator(base, lambda: LatentRejectionSampler(target, progress=False), "latentrs")
 
 
 def render(records: dict, docs: str) -> None:

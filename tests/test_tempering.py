@@ -58,3 +58,34 @@ def test_tempered_weights_are_saved_and_loaded(tmp_path):
     again = DensityRatioClassifier(**meta["config"])
     again.load_state_dict(old)
     assert float(again.temper_beta) == 1.0
+
+
+def test_guard_keeps_full_weights_unless_they_are_worse_than_none():
+    # data at 0 and 1; the generator puts a third of its mass at 0.5. Weights that halve the
+    # middle point help (full correction better than none): the guard keeps β = 1 even where a
+    # partial correction scores closer; weights that double it hurt: the guard lets the best win
+    x_data = torch.tensor([[0.0], [1.0]] * 50)
+    x_gen = torch.tensor([[0.0], [0.5], [1.0]] * 50)
+    helps = torch.tensor([0.0, math.log(0.5), 0.0] * 50)
+    best = select_tempering(helps, x_data, x_gen, (1.0, 0.5, 0.0), rule="best")
+    guard = select_tempering(helps, x_data, x_gen, (1.0, 0.5, 0.0), rule="guard")
+    assert best["scores"]["1.0"] < best["scores"]["0.0"] and guard["beta"] == 1.0 and guard["rule"] == "guard"
+    overshoot = torch.tensor([0.0, math.log(0.5), 0.0] * 50) * 40  # removes the middle, and more: w = 2^-40
+    both = torch.tensor([math.log(4.0), 0.0, 0.0] * 50)  # piles mass on 0: worse than none
+    hurt = select_tempering(both, x_data, x_gen, (1.0, 0.5, 0.0), rule="guard")
+    assert hurt["scores"]["1.0"] > hurt["scores"]["0.0"] and hurt["beta"] == 0.0
+    assert select_tempering(overshoot, x_data, x_gen, (1.0, 0.0), rule="guard")["beta"] == 1.0
+    with pytest.raises(ValueError, match="guard"):
+        select_tempering(helps, x_data, x_gen, (1.0, 0.5), rule="guard")
+
+
+def test_large_held_out_sets_are_scored_on_a_seeded_subset():
+    from genrefine.weights import tempering
+
+    torch.manual_seed(3)
+    xd, xg = torch.randn(3 * tempering.MAX_ROWS, 2), torch.randn(7 * tempering.MAX_ROWS, 2) + 0.5
+    lw = -0.5 * xg[:, 0]  # about the true ratio's direction
+    a = select_tempering(lw, xd, xg, (1.0, 0.0))
+    b = select_tempering(lw, xd, xg, (1.0, 0.0))
+    assert a == b and a["data_rows"] == tempering.MAX_ROWS and a["generated_rows"] == 2 * tempering.MAX_ROWS
+    assert a["log_norm"] == pytest.approx(float(torch.logsumexp(lw.double(), 0) - math.log(len(lw))), abs=1e-9)

@@ -45,14 +45,18 @@ class ClassifierFit:
     w: Tensor
 
 
-def tempering_candidates(setting: str, data_shape) -> tuple[float, ...]:
-    """The classifier's ``temper`` setting as candidate powers: ``"on"`` the default candidates
-    (:data:`~genrefine.weights.tempering.CANDIDATES`), ``"off"`` none, ``"auto"`` on for images
-    (nearly separable from their generators: the weights need it), off for tabular rows."""
+def tempering_candidates(setting: str, data_shape) -> tuple[tuple[float, ...], str]:
+    """The classifier's ``temper`` setting as candidate powers and their rule
+    (:func:`~genrefine.weights.tempering.select_tempering`): ``"on"`` the default candidates
+    (:data:`~genrefine.weights.tempering.CANDIDATES`), the closest kept; ``"off"`` none;
+    ``"auto"`` the same for images (nearly separable from their generators: the weights need
+    it), and for tabular rows the ``"guard"`` rule: the full weights unless the held-out rows
+    say they are worse than none."""
     if setting not in ("on", "off", "auto"):
         raise ValueError(f"classifier.temper must be on, off or auto, got {setting!r}")
-    on = setting == "on" or (setting == "auto" and len(tuple(data_shape)) == 3)
-    return CANDIDATES if on else ()
+    if setting == "off":
+        return (), "best"
+    return CANDIDATES, "best" if setting == "on" or len(tuple(data_shape)) == 3 else "guard"
 
 
 def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
@@ -71,10 +75,11 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     shape = getattr(ctx.base, "data_shape", None) or (ctx.x_train.shape[1],)
     clf = make_classifier(shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c}).to(ctx.device)
     cells = int(c.get("calibrate_cells", 0))
+    candidates, rule = tempering_candidates(c.get("temper", "off"), shape)
     ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
-        calibration_samples=lambda: gen.sample(n_gen), temper=tempering_candidates(c.get("temper", "off"), shape)))
+        calibration_samples=lambda: gen.sample(n_gen), temper=candidates, temper_rule=rule))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next

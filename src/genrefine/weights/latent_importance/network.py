@@ -68,9 +68,15 @@ class LatentImportanceNetwork(nn.Module):
         """``log w_φ(z)`` (``-inf`` where w = 0)."""
         return torch.log(self(z))
 
+    def clipped_log_weight(self, z: Tensor) -> Tensor:
+        """``log min(w_φ(z), m)``: the weight latent rejection uses (Alg. 3 accepts with
+        ``min(w, m) / m``; the soft clipping of Eq. (6) lets ``w`` pass ``m`` slightly)."""
+        return torch.log(self(z).clamp(max=self.m))
+
     def target(self, prior) -> LatentTarget:
-        """``γ_φ ∝ p(z) w_φ(z)`` (Eq. (4)) with bound ``m`` (latentRS accepts with ``w/m``)."""
-        return LatentTarget(prior=prior, log_weight=self.log_weight, differentiable=True, bound=self.m)
+        """``γ_φ ∝ p(z) min(w_φ(z), m)`` (Eq. (4), clipped as Alg. 3 samples it) with bound ``m``
+        (latentRS accepts with ``min(w, m) / m``)."""
+        return LatentTarget(prior=prior, log_weight=self.clipped_log_weight, differentiable=True, bound=self.m)
 
     @torch.no_grad()
     def weight(self, z: Tensor, batch_size: int = 100_000) -> Tensor:
