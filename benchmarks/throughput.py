@@ -13,7 +13,9 @@ one-thread processes with one. Results go to ``docs/throughput.json`` (appended 
 ``--rates`` adds the rate of each refined generator against its own base *in one process*, with
 no start-up: ``gen.sample(n)`` and ``gen.base.sample(n)`` timed in turn, best of five, one
 thread (what "samples per second of the refined generator against the raw one" means without
-the second of start-up that every command pays).
+the second of start-up that every command pays); the name ``latentrs`` builds latentRS from the
+run's saved ``base`` and ``w_phi`` as a run does. ``--chunks`` times the base in the chunks it
+sizes for itself against the 50,000-row chunks every generator used before.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from genrefine.checkpoint import atomic_write_text
 
@@ -91,6 +94,30 @@ def in_process_rates(models: str, names: list[str], n: int) -> dict:
     return out
 
 
+def chunk_rates(models: str, n: int, fixed: int = 50_000) -> dict:
+    """Samples per second of the saved base in its measured chunks (``chunk_size``) against
+    chunks of ``fixed`` rows (the size every generator used before), one thread, best of five
+    alternating calls of ``sample(n)``."""
+    import torch
+
+    from genrefine.api import load_generator
+
+    torch.set_num_threads(1)
+    base = load_generator(os.path.join(models, "base"))
+    best = {"measured": float("inf"), "fixed": float("inf")}
+    for _ in range(5):
+        for key, size in (("measured", None), ("fixed", fixed)):
+            t0 = time.perf_counter()
+            base.sample(n, batch_size=size)
+            best[key] = min(best[key], time.perf_counter() - t0)
+    run = os.path.basename(os.path.dirname(os.path.abspath(models)))
+    rec = {"family": base.family, "chunk": base.chunk_size, "fixed_chunk": fixed, "n": n,
+           "measured": n / best["measured"], "fixed": n / best["fixed"],
+           "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
+    print(run, json.dumps(rec), flush=True)
+    return {run: rec}
+
+
 def _latentrs(models: str):
     """latentRS as a run makes it: the saved base and ``w_phi``, rejection under the probed bound."""
     import dataclasses
@@ -129,6 +156,18 @@ def render(records: dict, docs: str) -> None:
             speedups.append(f"{r['model']} at n = {r['n']:.0e}: {r['samples_per_second'] / one['samples_per_second']:.2f}x")
     if speedups:
         lines += ["", "Two processes against one: " + "; ".join(sorted(speedups)) + "."]
+    chunks = records.get("chunks", {})
+    if chunks:
+        lines += ["", "## Chunk sizes", "",
+                  "`python benchmarks/throughput.py --chunks --models RUN/models`: the base's `sample(n)` in the "
+                  "chunks it measures for itself (its largest activation per chunk within 2 MiB on a CPU, "
+                  "`genrefine.nn.rows_per_chunk`) against the 50,000-row chunks every generator used before; one "
+                  "thread, best of five alternating calls.", "",
+                  "| run | family | n | chunk | samples / s | 50,000-row chunks: samples / s | speed-up |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, r in sorted(chunks.items()):
+            lines.append(f"| {name} | {r['family']} | {r['n']:.0e} | {r['chunk']} | {r['measured']:.3g} | "
+                         f"{r['fixed']:.3g} | {r['measured'] / r['fixed']:.2f}x |")
     rates = records.get("rates", {})
     if rates:
         lines += ["", "## Refined against raw, in one process", "",
@@ -152,10 +191,17 @@ def main() -> None:
     ap.add_argument("--rates", action="store_true",
                     help="only the in-process rates of the refined models against their bases (no commands)")
     ap.add_argument("--rate-n", type=int, default=1_000_000)
+    ap.add_argument("--chunks", action="store_true",
+                    help="only the base's rate in its measured chunks against 50,000-row chunks")
     args = ap.parse_args()
     path = os.path.join(args.docs, "throughput.json")
     records = json.load(open(path)) if os.path.exists(path) else {"rows": {}}
     records["machine"] = machine()
+    if args.chunks:
+        records.setdefault("chunks", {}).update(chunk_rates(args.models, args.rate_n))
+        atomic_write_text(path, json.dumps(records, indent=1))
+        render(records, args.docs)
+        return
     if args.rates:
         records.setdefault("rates", {}).update(in_process_rates(args.models, args.names.split(","), args.rate_n))
         atomic_write_text(path, json.dumps(records, indent=1))

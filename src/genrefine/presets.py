@@ -50,7 +50,8 @@ PRESETS: dict[str, dict] = {
         # well only on the checkerboard, and 4x for 25 epochs was worse (docs/laser.md)
         # calibrate_cells: the weights rescaled on up to 40 k-means cells of the data (one per 500
         # rows at most) so every cell gets the data's mass; off on the papers' 2-D sets (below).
-        # temper: weights w^β, β chosen on held-out rows (weights/tempering.py); auto: for images
+        # temper: weights w^β, β chosen on held-out rows (weights/tempering.py); auto: the closest
+        # β for images, and for tabular rows the full weights unless they score worse than none
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
                        "generated_per_data": 2, "calibrate_cells": 40, "temper": "auto"},
         # resample-move: one chain per sample from SIR starts, ε tuned on 1000 chains, 2 HMC
