@@ -54,13 +54,14 @@ def largest_activation(module: nn.Module, x) -> int:
 
     leaves = [m for m in module.modules() if not any(True for _ in m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
-    training = module.training
+    modes = [(m, m.training) for m in module.modules()]  # each submodule's own mode, restored as it was
     module.eval()  # no batch-norm statistics updated, no dropout drawn
     try:
         with torch.no_grad():
             out = module(x)
     finally:
-        module.train(training)
+        for m, mode in modes:
+            m.training = mode
         for h in handles:
             h.remove()
     if torch.is_tensor(out):
