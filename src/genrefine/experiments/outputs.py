@@ -16,6 +16,7 @@ from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
+from genrefine.weights.feature_classifier import FeatureRatioClassifier
 from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import LatentImportanceNetwork
@@ -56,6 +57,8 @@ def save_model(model, path: str) -> None:
         save_module(model, model.config(), path, kind="dctr_classifier")
     elif isinstance(model, ConvRatioClassifier):
         save_module(model, model.config(), path, kind="conv_classifier")
+    elif isinstance(model, FeatureRatioClassifier):
+        save_module(model, model.config(), path, kind="feature_classifier")
     elif isinstance(model, LatentImportanceNetwork):
         save_module(model, model.config(), path, kind="latent_importance")
     elif isinstance(model, DiscriminatorRatio):

@@ -17,6 +17,7 @@ its seconds in ``ctx.timings`` and the fitted model in ``ctx.models``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import torch
 from torch import Tensor
 
 from genrefine.generators.base import Generator
@@ -24,13 +25,18 @@ from genrefine.generators.critic import Critic
 from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
+from genrefine.weights.feature_classifier import FeatureRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.tempering import CANDIDATES
+from genrefine.weights.tempering import MAX_ROWS as TEMPER_MAX_ROWS
 
 #: keys of ``cfg["classifier"]`` that build the classifier (the others train it); an MLP for
 #: tabular rows, a CNN for images (:func:`~genrefine.weights.classifier.make_classifier`)
 CLASSIFIER_SETTINGS = ("hidden", "layers", "channels", "val_fraction", "patience", "seed")
+#: those of the classifier on learned image features (``features``: on, or auto for images);
+#: its networks keep their own sizes (the tabular MLP's 8 x 96 would overfit a 16-d code)
+FEATURE_SETTINGS = ("val_fraction", "patience", "seed")
 
 
 @dataclass
@@ -59,6 +65,36 @@ def tempering_candidates(setting: str, data_shape) -> tuple[tuple[float, ...], s
     return CANDIDATES, "best" if setting == "on" or len(tuple(data_shape)) == 3 else "guard"
 
 
+#: fresh generated rows the tempering is scored on: the held-out generated rows are few, and a
+#: tempered weighting's score swings with them (weights/tempering.py)
+TEMPER_ROWS = 2 * TEMPER_MAX_ROWS
+
+
+def _fresh_samples(gen: Generator, n: int, seed: int) -> Tensor:
+    """``n`` samples of ``gen`` from a random stream of their own (the run's is not moved; a
+    stochastic generator's own stream would be, so it is not asked)."""
+    devices = [gen.device] if gen.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed + 7919)
+        return gen.sample(n)
+
+
+def build_classifier(c: dict, data_shape) -> RatioClassifier:
+    """The untrained DCTR classifier of section ``c`` for rows of ``data_shape``: with
+    ``features`` ``"on"``, or ``"auto"`` and images, a classifier on the images' learned code
+    (:class:`~genrefine.weights.feature_classifier.FeatureRatioClassifier`, which takes no cell
+    calibration); else an MLP for tabular rows, a CNN on the pixels of images."""
+    setting = c.get("features", "off")
+    if setting not in ("on", "off", "auto"):
+        raise ValueError(f"classifier.features must be on, off or auto, got {setting!r}")
+    images = len(tuple(data_shape)) == 3
+    if setting == "on" and not images:
+        raise ValueError(f"classifier.features=on needs images (C, H, W), got rows of shape {tuple(data_shape)}")
+    if setting == "on" or (setting == "auto" and images):
+        return FeatureRatioClassifier(data_shape, **{k: c[k] for k in FEATURE_SETTINGS if k in c})
+    return make_classifier(data_shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c})
+
+
 def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     """Train the DCTR classifier between ``ctx.x_train`` and samples of ``gen`` (rows of the
     base's ``data_shape``).
@@ -73,13 +109,14 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     n_gen = max(2, int(round(float(c.get("generated_per_data", 1)) * n_data)))
     z_tr, x_tr = gen.sample_with_latents(n_gen)
     shape = getattr(ctx.base, "data_shape", None) or (ctx.x_train.shape[1],)
-    clf = make_classifier(shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c}).to(ctx.device)
-    cells = int(c.get("calibrate_cells", 0))
+    clf = build_classifier(c, shape).to(ctx.device)
+    cells = 0 if isinstance(clf, FeatureRatioClassifier) else int(c.get("calibrate_cells", 0))
     candidates, rule = tempering_candidates(c.get("temper", "off"), shape)
     ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
-        calibration_samples=lambda: gen.sample(n_gen), temper=candidates, temper_rule=rule))
+        calibration_samples=lambda: gen.sample(n_gen), temper=candidates, temper_rule=rule,
+        temper_samples=None if gen.stochastic else lambda: _fresh_samples(gen, TEMPER_ROWS, int(c.get("seed", 0)))))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next

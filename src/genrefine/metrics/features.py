@@ -83,6 +83,11 @@ class FeatureNet:
         self.epochs, self.batch_size, self.lr, self.seed = int(epochs), int(batch_size), float(lr), int(seed)
         self.device, self.progress = device, progress
 
+    def network(self) -> nn.Module:
+        """An untrained network of this feature net's architecture (``.encoder`` gives the
+        features): what a model that keeps only the encoder builds before loading weights."""
+        return _ConvNet(self.data_shape, self.n_features, self.width, None)
+
     def _images(self, x, name: str) -> torch.Tensor:
         d = int(np.prod(self.data_shape))
         arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)

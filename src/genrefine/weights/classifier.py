@@ -208,7 +208,7 @@ class RatioClassifier(nn.Module):
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
             weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
             calibrate_cells: int = 0, calibration_samples=None, temper=(), temper_rule: str = "best",
-            data_weight=None, generated_weight=None, paired: bool = False) -> "RatioClassifier":
+            temper_samples=None, data_weight=None, generated_weight=None, paired: bool = False) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
@@ -218,8 +218,9 @@ class RatioClassifier(nn.Module):
         rows at most), against ``calibration_samples``: fresh generated rows, or a function
         that draws them once training is done (by default the training ones);
         ``diagnostics_["calibration"]`` says how. ``temper``: candidate powers ``β`` of the
-        weights, one chosen on the held-out rows by ``temper_rule`` (:mod:`genrefine.weights.tempering`;
-        ``diagnostics_["tempering"]``); empty: none.
+        weights, one chosen on the held-out data rows by ``temper_rule`` (:mod:`genrefine.weights.tempering`;
+        ``diagnostics_["tempering"]``) against ``temper_samples`` (fresh generated rows, or a
+        function that draws them; by default the held-out generated rows); empty: none.
 
         ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
         weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
@@ -270,7 +271,11 @@ class RatioClassifier(nn.Module):
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rd, rg = (vd, vg) if held_out else (td, tg)
-        tempering = self._temper(xd[rd], xg[rg], temper, temper_rule)
+        if temper and temper_samples is not None:
+            fresh = temper_samples() if callable(temper_samples) else temper_samples
+            tempering = self._temper(xd[rd], self._rows(fresh, "tempering samples"), temper, temper_rule)
+        else:
+            tempering = self._temper(xd[rd], xg[rg], temper, temper_rule)
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
@@ -288,11 +293,15 @@ class RatioClassifier(nn.Module):
         if not candidates:
             return None
         lw = torch.cat([self._raw_log_weight(c) for c in xg.split(self.eval_batch)])
-        rec = select_tempering(lw, xd, xg, candidates, rule)
+        rec = select_tempering(lw, *self._scored_rows(xd, xg), candidates, rule)
         self.temper_beta.fill_(rec["beta"])
         self.temper_log_norm.fill_(rec["log_norm"])
         self.log_weight_max.mul_(rec["beta"]).sub_(rec["log_norm"])
         return rec
+
+    def _scored_rows(self, xd: Tensor, xg: Tensor) -> tuple[Tensor, Tensor]:
+        """The rows whose energy distance chooses the tempering: the rows themselves."""
+        return xd, xg
 
     @torch.no_grad()
     def _calibrate(self, xd: Tensor, xg: Tensor, requested: int) -> dict:
