@@ -8,7 +8,8 @@ from genrefine.methods import METHODS, get_method
 from genrefine.presets import get_preset
 from genrefine.settings import apply_settings, merge
 
-#: the classifier's tempering choices (methods/estimators.py: tempering_candidates)
+#: the classifier's tempering and feature choices (methods/estimators.py: tempering_candidates,
+#: build_classifier)
 TEMPER_CHOICES = ("on", "off", "auto")
 
 
@@ -42,9 +43,10 @@ def build_config(preset: str, data_name: str | None = None, base_family: str = "
         section.update(values)
     if settings:
         cfg = apply_settings(cfg, method_sections(settings, cfg))
-    if cfg.get("classifier", {}).get("temper", "off") not in TEMPER_CHOICES:
-        raise ValueError(f"classifier.temper must be one of {', '.join(TEMPER_CHOICES)}, "
-                         f"got {cfg['classifier']['temper']!r}")
+    for key in ("temper", "features"):  # both take on, off or auto
+        if cfg.get("classifier", {}).get(key, "off") not in TEMPER_CHOICES:
+            raise ValueError(f"classifier.{key} must be one of {', '.join(TEMPER_CHOICES)}, "
+                             f"got {cfg['classifier'][key]!r}")
     return cfg
 
 
