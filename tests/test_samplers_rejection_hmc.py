@@ -338,3 +338,24 @@ def test_probe_bound_tightens_a_loose_cap_without_changing_the_samples():
     z = sampler.sample(200_000)
     assert abs(float(z[:, 0].mean()) - exact) < 0.01
     assert sampler.diagnostics["acceptance_rate"] > 0.55 and sampler.diagnostics["n_exceeding"] == 0
+
+
+def test_practical_bound_keeps_a_usable_cap_and_tightens_a_useless_one():
+    import math
+
+    from genrefine.samplers.base import LatentTarget
+    from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound
+
+    prior = torch.distributions.Independent(torch.distributions.Normal(torch.zeros(1), torch.ones(1)), 1)
+
+    def log_w(z):  # w = 2 on z > 0, 0.5 below: mean 1.25, max 2
+        return torch.where(z[:, 0] > 0, math.log(2.0), math.log(0.5))
+
+    usable = LatentTarget(prior=prior, log_weight=log_w, bound=100.0)  # acceptance 1.25 / 100
+    assert practical_bound(usable).bound == 100.0
+    useless = LatentTarget(prior=prior, log_weight=log_w, bound=1e6)  # acceptance 1.25e-6
+    tight = practical_bound(useless)
+    assert tight.bound == pytest.approx(2.2)
+    torch.manual_seed(0)
+    z = LatentRejectionSampler(tight, progress=False).sample(20_000)
+    assert (z[:, 0] > 0).float().mean().item() == pytest.approx(0.8, abs=0.015)  # 2 / (2 + 0.5)

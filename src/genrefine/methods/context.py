@@ -19,7 +19,7 @@ from genrefine.generators.base import Generator
 from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
                                           fit_omnifold, fit_w_phi, train_critic)
 from genrefine.samplers.base import LatentTarget, weight_diagnostics
-from genrefine.samplers.rejection import probe_bound
+from genrefine.samplers.rejection import practical_bound, probe_bound
 from genrefine.timing import timed
 from genrefine.weights.classifier import latent_target
 from genrefine.weights.omnifold import pullback_spread
@@ -176,7 +176,9 @@ class RunContext:
                 warnings.warn(f"the direct pull-back's weights are not a function of z: "
                               f"{spread['noise_fraction']:.0%} of their log-variance is the generator's hidden noise; "
                               f"OmniFold's latent weights (the -omnifold methods) average it out", stacklevel=3)
-        return latent_target(self.base, clf)
+        target = latent_target(self.base, clf)
+        # a probe would draw from a stochastic generator's own stream and move the run's
+        return target if self.base.stochastic else practical_bound(target)
 
     def x_val(self):
         """Held-out training rows (numpy) for choosing gradient steps: at most 2000, one in 50,

@@ -16,6 +16,7 @@ instead of grinding.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from typing import Callable, NamedTuple
@@ -407,12 +408,41 @@ def probe_bound(target: LatentTarget, cap: float, n: int = PROBE_SIZE, safety: f
     there are any. The probe draws from its own copy of the random stream, so the run's stream
     is not moved, and under torchrun every rank takes the largest of the ranks' maxima."""
     check_positive(cap, "cap")
+    top = distributed.agree_max(probe_weights(target, n, batch_size)[0])
+    return float(min(cap, safety * math.exp(top))) if math.isfinite(top) else float(cap)
+
+
+@torch.no_grad()
+def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tuple[float, float]:
+    """``(max log w, mean w)`` over ``n`` prior draws from a random stream of their own (seed 0;
+    the run's stream is not moved)."""
+    top, total = -math.inf, 0.0
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        top = max(float(finite_log_weight(target, target.prior.sample((min(batch_size, n - i),))).max())
-                  for i in range(0, int(n), batch_size))
-    top = distributed.agree_max(top)
-    return float(min(cap, safety * math.exp(top))) if math.isfinite(top) else float(cap)
+        for i in range(0, int(n), batch_size):
+            lw = finite_log_weight(target, target.prior.sample((min(batch_size, n - i),)))
+            top, total = max(top, float(lw.max())), total + float(lw.double().exp().sum())
+    return top, total / max(int(n), 1)
+
+
+#: prior draws of the probe that checks whether a pulled-back weight's cap is a practical bound
+PRACTICAL_PROBE = 1 << 16
+
+
+def practical_bound(target: LatentTarget, n: int = PRACTICAL_PROBE, safety: float = 1.1) -> LatentTarget:
+    """``target`` with a bound rejection can use. Its own bound (a pulled-back weight's cap) holds
+    everywhere and is kept while rejection under it accepts at least ``LOW_ACCEPTANCE`` of a
+    probe of the prior (``mean w / bound``). Above that, where the cap was set by data rows far
+    from anything the generator makes (images), the bound becomes ``safety x`` the probe's
+    largest weight: rejection becomes possible, at the risk of proposals above the bound, which
+    the sampler counts and warns about."""
+    if target.bound is None:
+        return target
+    top, mean = probe_weights(target, n)
+    top, mean = distributed.agree_max(top), -distributed.agree_max(-mean)
+    if not math.isfinite(top) or mean / target.bound >= LOW_ACCEPTANCE:
+        return target
+    return dataclasses.replace(target, bound=float(min(target.bound, safety * math.exp(top))))
 
 
 @torch.no_grad()
