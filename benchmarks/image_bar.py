@@ -1,0 +1,162 @@
+"""Issue 23's bar on MNIST, with intervals: does refining a zoo run's image generator raise
+precision by 0.03 without a worse Frechet distance or recall?
+
+    python benchmarks/image_bar.py [--families hinge-gp,dcgan,...] [--runs runs/zoo] [--repeats 10]
+
+Reads each family's saved zoo run (``python benchmarks/zoo.py --cases mnist:FAMILY`` writes
+``runs/zoo/mnist_FAMILY``: its base and its DCTR classifier) and scores, ``repeats`` times,
+``eval-n`` fresh images of the base and of each refinement the classifier's weights give
+(SIR with 10 candidates, latent rejection) against ``eval-n`` of the run's 2,000 held-out
+images, drawn anew each time and shared by the methods of one evaluation (paired). Precision
+and recall (k = 3) and the Frechet distance are in the features of a classifier trained on the
+labelled training images of the run's own split (as ``benchmarks/lrw_table3.py``), a network
+the weights never saw. Writes ``docs/image_bar.json`` and ``docs/image_bar.md``: each score's
+mean and 97% interval, and the paired change from the base with its interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from genrefine.api import load_generator
+from genrefine.checkpoint import atomic_write_text, load_module, read_checkpoint
+from genrefine.data import load_array, read_idx
+from genrefine.metrics import FeatureNet, frechet_distance, precision_recall
+from genrefine.metrics.precision_recall import mean_interval
+from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound
+from genrefine.samplers.ratio import SIRSampler
+from genrefine.weights.classifier import ConvRatioClassifier, latent_target
+from genrefine.weights.feature_classifier import FeatureRatioClassifier
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
+FAMILIES = ["vae", "dcgan", "wgan-clip", "wgan-gp", "hinge-gp"]
+KINDS = {"feature_classifier": FeatureRatioClassifier, "conv_classifier": ConvRatioClassifier}
+PRECISION_GAIN = 3.0  # percentage points
+
+
+def labelled_split(seed: int = 0, holdout: float = 0.2):
+    """The zoo run's split of the MNIST test file (experiments/run.py: seeded permutation,
+    ``holdout`` kept aside): training images with labels, and the held-out images with theirs."""
+    images = load_array(os.path.join(MNIST, "t10k-images-idx3-ubyte.gz")).reshape(-1, 784).astype(np.float32)
+    labels = read_idx(os.path.join(MNIST, "t10k-labels-idx1-ubyte.gz")).astype(np.int64)
+    perm = np.random.default_rng(seed).permutation(len(images))
+    n_hold = max(2, int(round(holdout * len(images))))
+    return images[perm[n_hold:]], labels[perm[n_hold:]], images[perm[:n_hold]], labels[perm[:n_hold]]
+
+
+def samplers(run: str) -> dict:
+    """``{method: draw(n) -> images}`` of a saved run's base and its classifier's weights."""
+    base = load_generator(os.path.join(run, "models", "base"))
+    path = os.path.join(run, "models", "classifier")
+    clf = load_module(path, read_checkpoint(path)[0]["kind"], KINDS[read_checkpoint(path)[0]["kind"]])
+    target = practical_bound(latent_target(base, clf))
+    return {"base": lambda n: base.sample(n).numpy(),
+            "sir": lambda n: base.generate(SIRSampler(target, n_candidates=10).sample(n)).numpy(),
+            "rejection": lambda n: base.generate(LatentRejectionSampler(target, progress=False).sample(n)).numpy()}
+
+
+def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, seed: int) -> dict:
+    """Every method's scores per evaluation (paired on the truth rows), then summarised."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    draws, rows, failed = samplers(run), {}, {}
+    truth_f = net.features(held)
+    for r in range(repeats):
+        t = truth_f[rng.choice(len(truth_f), n, replace=False)]
+        for m, draw in draws.items():
+            if m in failed:
+                continue
+            try:
+                s = net.features(draw(n))
+            except ValueError as exc:  # a sampler that refuses (acceptance too low) says why
+                failed[m] = str(exc).splitlines()[0]
+                continue
+            p, q = precision_recall(t, s, 3)
+            rows.setdefault(m, []).append({"precision": 100 * p, "recall": 100 * q, "frechet": frechet_distance(t, s)})
+    return summarise(rows, failed)
+
+
+def summarise(rows: dict, failed: dict) -> dict:
+    out = {"failed": failed, "methods": {}}
+    base = rows["base"]
+    for m, rs in rows.items():
+        rec = {k: mean_interval([r[k] for r in rs]) for k in ("precision", "recall", "frechet")}
+        if m != "base":
+            rec["change"] = {k: mean_interval([a[k] - b[k] for a, b in zip(rs, base)]) for k in ("precision", "recall", "frechet")}
+            rec["meets_bar"] = meets_bar(rec, out["methods"]["base"])
+        out["methods"][m] = rec
+    return out
+
+
+def meets_bar(rec: dict, base: dict) -> bool:
+    """Precision up by :data:`PRECISION_GAIN` points (mean paired change) and neither the Frechet
+    distance above nor recall below the base's 97% interval."""
+    return bool(rec["change"]["precision"]["mean"] >= PRECISION_GAIN
+                and rec["frechet"]["mean"] <= base["frechet"]["mean"] + base["frechet"]["interval"]
+                and rec["recall"]["mean"] >= base["recall"]["mean"] - base["recall"]["interval"])
+
+
+def render(doc: dict) -> str:
+    lines = ["# Issue 23's bar on MNIST, with intervals", "",
+             f"Command: `{doc['command']}`; {doc['repeats']} evaluations of {doc['eval_n']} images each, paired on "
+             "the truth rows. Precision and recall (%, k = 3) and the Frechet distance in the features of a "
+             "classifier trained on the labelled training images (accuracy on the held-out images "
+             f"{doc['feature_accuracy']}); mean ± 97% interval, and the paired change from the base. The bar: "
+             f"precision +{PRECISION_GAIN:g} points, Frechet distance and recall within the base's interval.", "",
+             "| family | method | precision | recall | Frechet | Δ precision | Δ recall | Δ Frechet | bar |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for fam, res in doc["families"].items():
+        for m, r in res["methods"].items():
+            ch = r.get("change")
+            delta = " | ".join(_pm(ch[k], 2) for k in ("precision", "recall", "frechet")) if ch else "- | - | -"
+            bar = "" if m == "base" else ("met" if r["meets_bar"] else "not met")
+            lines.append(f"| {fam} | {m} | {_pm(r['precision'])} | {_pm(r['recall'])} | {_pm(r['frechet'], 2)} | "
+                         f"{delta} | {bar} |")
+        for m, why in res["failed"].items():
+            lines.append(f"| {fam} | {m} | refused: {why} | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def _pm(d: dict, digits: int = 1) -> str:
+    return f"{d['mean']:.{digits}f} ± {d['interval']:.{digits}f}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--runs", default=os.path.join("runs", "zoo"))
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--eval-n", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    x_train, y_train, held, y_held = labelled_split(args.seed)
+    net = FeatureNet((1, 28, 28), seed=args.seed, epochs=5).fit(x_train, labels=y_train)
+    with torch.no_grad():
+        predicted = net.net_(net._images(held, "held-out images")).argmax(1).numpy()
+    accuracy = round(float((net.classes_[predicted] == y_held).mean()), 4)
+    path = os.path.join(args.docs, "image_bar.json")
+    doc = json.load(open(path)) if os.path.exists(path) else {"families": {}}
+    doc.update(command="python benchmarks/image_bar.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+               repeats=args.repeats, eval_n=args.eval_n, feature_accuracy=accuracy)
+    for fam in args.families.split(","):
+        t0 = time.perf_counter()
+        res = evaluate(os.path.join(args.runs, f"mnist_{fam}"), net, held, args.eval_n, args.repeats, args.seed)
+        doc["families"][fam] = {**res, "seconds": time.perf_counter() - t0}
+        atomic_write_text(path, json.dumps(doc, indent=2, default=float))
+        atomic_write_text(os.path.join(args.docs, "image_bar.md"), render(doc))
+        print(fam, json.dumps({m: r.get("meets_bar") for m, r in res["methods"].items()}), res["failed"], flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
