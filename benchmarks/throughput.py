@@ -156,29 +156,35 @@ def render(records: dict, docs: str) -> None:
             speedups.append(f"{r['model']} at n = {r['n']:.0e}: {r['samples_per_second'] / one['samples_per_second']:.2f}x")
     if speedups:
         lines += ["", "Two processes against one: " + "; ".join(sorted(speedups)) + "."]
-    chunks = records.get("chunks", {})
-    if chunks:
-        lines += ["", "## Chunk sizes", "",
-                  "`python benchmarks/throughput.py --chunks --models RUN/models`: the base's `sample(n)` in the "
-                  "chunks it measures for itself (its largest activation per chunk within 2 MiB on a CPU, "
-                  "`genrefine.nn.rows_per_chunk`) against the 50,000-row chunks every generator used before; one "
-                  "thread, best of five alternating calls.", "",
-                  "| run | family | n | chunk | samples / s | 50,000-row chunks: samples / s | speed-up |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, r in sorted(chunks.items()):
-            lines.append(f"| {name} | {r['family']} | {r['n']:.0e} | {r['chunk']} | {r['measured']:.3g} | "
-                         f"{r['fixed']:.3g} | {r['measured'] / r['fixed']:.2f}x |")
-    rates = records.get("rates", {})
-    if rates:
-        lines += ["", "## Refined against raw, in one process", "",
-                  "`python benchmarks/throughput.py --rates --models RUN/models --names laser,laser-flow` (the "
-                  "command of each row is in `docs/throughput.json`): `sample(n)` of each refined generator and "
-                  "of its base, timed in turn in one process (no start-up), one thread, best of five. The row "
-                  "names the run directory the models came from.", "",
-                  "| model | n | raw samples / s | refined samples / s | refined ÷ raw |", "|---|---|---|---|---|"]
-        for name, r in sorted(rates.items()):
-            lines.append(f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} |")
+    lines += _chunk_lines(records.get("chunks", {})) + _rate_lines(records.get("rates", {}))
     atomic_write_text(os.path.join(docs, "throughput.md"), "\n".join(lines) + "\n")
+
+
+def _chunk_lines(chunks: dict) -> list[str]:
+    if not chunks:
+        return []
+    head = ["", "## Chunk sizes", "",
+            "`python benchmarks/throughput.py --chunks --models RUN/models`: the base's `sample(n)` in the "
+            "chunks it measures for itself (its largest activation per chunk within 2 MiB on a CPU, "
+            "`genrefine.nn.rows_per_chunk`) against the 50,000-row chunks every generator used before; one "
+            "thread, best of five alternating calls.", "",
+            "| run | family | n | chunk | samples / s | 50,000-row chunks: samples / s | speed-up |",
+            "|---|---|---|---|---|---|---|"]
+    return head + [f"| {name} | {r['family']} | {r['n']:.0e} | {r['chunk']} | {r['measured']:.3g} | "
+                   f"{r['fixed']:.3g} | {r['measured'] / r['fixed']:.2f}x |" for name, r in sorted(chunks.items())]
+
+
+def _rate_lines(rates: dict) -> list[str]:
+    if not rates:
+        return []
+    head = ["", "## Refined against raw, in one process", "",
+            "`python benchmarks/throughput.py --rates --models RUN/models --names laser,laser-flow,latentrs` (the "
+            "command of each row is in `docs/throughput.json`): `sample(n)` of each refined generator and "
+            "of its base, timed in turn in one process (no start-up), one thread, best of five. The row "
+            "names the run directory the models came from.", "",
+            "| model | n | raw samples / s | refined samples / s | refined ÷ raw |", "|---|---|---|---|---|"]
+    return head + [f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} |"
+                   for name, r in sorted(rates.items())]
 
 
 def main() -> None:
