@@ -182,3 +182,15 @@ def test_default_methods_of_a_family_follow_what_it_serves():
 
     assert default_methods("vae") == ["base", "dctr", "rejection", "sir-dctr", "hmc", "laser", "laser-flow"]
     assert "latentrs" in default_methods("hinge-gp") and "hmc" in default_methods("ot-flow")
+
+
+def test_latent_dim_wins_over_the_image_default():
+    from genrefine.cli import _latent_setting
+    from genrefine.experiments.config import build_config
+
+    cfg = build_config("quick", None, "dcgan")
+    assert cfg["dcgan"]["images"]["latent_dim"] == 100 and cfg["dcgan"]["latent_dim"] == 2
+    settings = _latent_setting("dcgan", 2, {}, "quick")
+    cfg = build_config("quick", None, "dcgan", settings=settings)
+    assert cfg["dcgan"]["images"]["latent_dim"] == 2 and cfg["dcgan"]["images"]["epochs"] == 12
+    assert "images" not in _latent_setting("vae", 3, {}, "quick")["vae"]  # its image value is not a latent size

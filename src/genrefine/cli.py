@@ -281,16 +281,20 @@ def _base_of(args, dev):
     return None, args.base
 
 
-def _latent_setting(family: str, latent_dim: int, settings: dict) -> dict:
-    """``--latent-dim D`` for a family to train: its preset section's ``latent_dim``; a flow's
-    latent dimension is the data's, so it is refused there."""
+def _latent_setting(family: str, latent_dim: int, settings: dict, preset: str) -> dict:
+    """``--latent-dim D`` for a family to train: its preset section's ``latent_dim``, and the
+    section's value for images when it has one (so D wins over the image default too); a
+    flow's latent dimension is the data's, so it is refused there."""
     from genrefine.generators import FAMILIES
+    from genrefine.presets import get_preset
 
     cls = FAMILIES[family]
     if "latent_dim" not in cls.arch_keys:
         raise ValueError(f"--latent-dim: a {family} base's latent dimension is the data's; leave it out")
     section = dict(settings.get(cls.preset_section, {}))
     section["latent_dim"] = latent_dim
+    if "latent_dim" in get_preset(preset).get(cls.preset_section, {}).get("images", {}):
+        section["images"] = {**section.get("images", {}), "latent_dim": latent_dim}
     return {**settings, cls.preset_section: section}
 
 
@@ -303,7 +307,7 @@ def _refine(args) -> int:
     settings = _settings(args)
     family = args.base if args.base in BASE_FAMILIES else "realnvp"
     if args.latent_dim is not None and args.base in BASE_FAMILIES:
-        settings = _latent_setting(family, args.latent_dim, settings)
+        settings = _latent_setting(family, args.latent_dim, settings, args.preset)
     build_config(args.preset, args.data if args.data in DATASETS else None, family, settings=settings)  # checked first
     from genrefine import distributed
 
