@@ -39,7 +39,8 @@ def _badness(value: float, direction: str) -> float:
     return {"lower": value, "higher": -value, "half": abs(value - 0.5)}[direction]
 
 
-def _weighted_pr(t: np.ndarray, s: np.ndarray, w, rng: np.random.Generator, k: int = 3) -> tuple[float, float]:
+def weighted_precision_recall(t: np.ndarray, s: np.ndarray, w, rng: np.random.Generator,
+                              k: int = 3) -> tuple[float, float]:
     """k-NN precision and recall of ``s`` (importance weights ``w`` or None) against ``t``.
 
     Precision takes the weights directly (weighted fraction of covered sample points).
@@ -156,14 +157,14 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
           lambda a, b: [energy_distance(a, b, mm=True)])
     score("exact_emd", 1, ["exact_emd"], lambda a, c, wc, r: [exact_emd(a, c, weights_y=wc)],
           lambda a, b: [exact_emd(a, b)])
-    score("pr", 2, ["precision", "recall"], _weighted_pr, lambda a, b: precision_recall(a, b, k=3))
+    score("pr", 2, ["precision", "recall"], weighted_precision_recall, lambda a, b: precision_recall(a, b, k=3))
     score("c2st", 3, ["c2st_auc"], lambda a, c, wc, r: [c2st_auc(a, c, weights_y=wc, seed=seed, device=device)],
           lambda a, b: [c2st_auc(a, b, seed=seed, device=device)])
     feat = _features_fn(features, shape, t, seed)
     if feat is not None:
         score("features", 4, ["frechet_features"], lambda a, c, wc, r: [frechet_distance(a, c, weights_y=wc)],
               lambda a, b: [frechet_distance(a, b)], transform=feat)
-        score("features", 5, ["precision_features", "recall_features"], _weighted_pr,
+        score("features", 5, ["precision_features", "recall_features"], weighted_precision_recall,
               lambda a, b: precision_recall(a, b, k=3), transform=feat)
     _histogram_scores(score, shape)
     return out
