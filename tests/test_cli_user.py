@@ -303,7 +303,11 @@ def test_simulator_end_to_end_with_omnifold(tmp_path, capsys, user_file, four_d)
     methods = "base,rejection,omnifold,rejection-omnifold,ddls-omnifold,laser-flow-omnifold"
     code, printed, err = _run_cli(["refine", "--data", four_d, "--base", f"python:{user_file}:simulator",
                                    "--latent-dim", "4", "--methods", methods, "--n-samples", "400", "--out", str(out),
-                                   "--quiet", *_sets(SIM_TINY + TINY[-4:] + ["ddls.n_steps=5"])], capsys)
+                                   "--quiet", *_sets(SIM_TINY + TINY[-4:] + ["ddls.n_steps=5",
+                                                                             # a 1-epoch classifier's weights are
+                                                                             # tempered away by the guard; the
+                                                                             # spread below needs them
+                                                                             "classifier.temper=off"])], capsys)
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["methods"] == ["base", "rejection", "omnifold", "rejection-omnifold", "ddls-omnifold",
