@@ -37,11 +37,11 @@ KEYS = {"moons": ("energy", "exact_emd", "precision", "recall"),
         "mnist": ("frechet_features", "precision_features", "recall_features", "energy")}
 
 
-def run_case(data: str, family: str, seed: int) -> dict:
+def run_case(data: str, family: str, seed: int, methods: str = METHODS) -> dict:
     overrides = {"n_train": SIZES[data]["n_train"]} if "n_train" in SIZES[data] else None
     source = MNIST if data == "mnist" else data
     t0 = time.perf_counter()
-    res = run_refinement(source, methods=METHODS, base_family=family, scoring="suite", seed=seed,
+    res = run_refinement(source, methods=methods, base_family=family, scoring="suite", seed=seed,
                          n_samples=SIZES[data]["n_samples"], overrides=overrides, progress=False,
                          out=os.path.join("runs", "zoo", f"{data}_{family}"))
     m = res.metrics
@@ -54,7 +54,8 @@ def run_case(data: str, family: str, seed: int) -> dict:
             "energy_per_epoch": [h.get("energy") for h in history],
             "scores": m["scores"], "ranking": m["ranking"], "failed": m["failed"],
             "classifier": m["diagnostics"].get("classifier"),
-            "command": f"python benchmarks/zoo.py --cases {data}:{family} --seed {seed}"}
+            "command": f"python benchmarks/zoo.py --cases {data}:{family} --seed {seed}"
+                       + ("" if methods == METHODS else f" --methods {methods}")}
 
 
 def _cell(score: dict | None) -> str:
@@ -88,6 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--docs", default=DOCS)
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--methods", default=METHODS, help="the methods of every case (rejection may run long on images)")
     args = ap.parse_args(argv)
     os.makedirs(args.docs, exist_ok=True)
     if not args.render_only:
@@ -96,7 +98,7 @@ def main(argv=None) -> int:
             if data == "mnist" and not os.path.exists(MNIST):
                 print(f"skipped {case}: {MNIST} is absent", file=sys.stderr)
                 continue
-            out = run_case(data, family, args.seed)
+            out = run_case(data, family, args.seed, args.methods)
             atomic_write_text(os.path.join(args.docs, f"{data}_{family}.json"), json.dumps(out, indent=2, default=float))
             best = out["ranking"].get("recommended") or out["ranking"].get("best")
             print(f"{case}: {out['wall_seconds']:.0f} s, best {best}", flush=True)

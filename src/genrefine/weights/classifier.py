@@ -271,11 +271,7 @@ class RatioClassifier(nn.Module):
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rd, rg = (vd, vg) if held_out else (td, tg)
-        if temper and temper_samples is not None:
-            fresh = temper_samples() if callable(temper_samples) else temper_samples
-            tempering = self._temper(xd[rd], self._rows(fresh, "tempering samples"), temper, temper_rule)
-        else:
-            tempering = self._temper(xd[rd], xg[rg], temper, temper_rule)
+        tempering = self._temper(xd[rd], xg[rg] if temper_samples is None else temper_samples, temper, temper_rule)
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
@@ -288,10 +284,12 @@ class RatioClassifier(nn.Module):
         return self
 
     @torch.no_grad()
-    def _temper(self, xd: Tensor, xg: Tensor, candidates, rule: str) -> dict | None:
-        """Choose ``β`` among ``candidates`` on rows ``xd``, ``xg`` (:func:`select_tempering`)."""
+    def _temper(self, xd: Tensor, xg, candidates, rule: str) -> dict | None:
+        """Choose ``β`` among ``candidates`` on data rows ``xd`` and generated rows ``xg`` (or a
+        function that draws them, called only when there are candidates; :func:`select_tempering`)."""
         if not candidates:
             return None
+        xg = self._rows(xg() if callable(xg) else xg, "tempering samples")
         lw = torch.cat([self._raw_log_weight(c) for c in xg.split(self.eval_batch)])
         rec = select_tempering(lw, *self._scored_rows(xd, xg), candidates, rule)
         self.temper_beta.fill_(rec["beta"])
