@@ -95,7 +95,8 @@ def test_digits_images_with_a_users_decoder(tmp_path):
     m = res.metrics
     # a finite built-in set is split like a file: 1,797 rows, 20 % held out and halved
     assert m["n_train"] == 1797 - 359 and m["n_truth"] == 179 and m["data_shape"] == [1, 8, 8]
-    assert type(res.models["classifier"]).__name__ == "ConvRatioClassifier"
+    assert type(res.models["classifier"]).__name__ == "FeatureRatioClassifier"  # on the images' learned code
+    assert json.loads((out / "models" / "classifier" / "config.json").read_text())["kind"] == "feature_classifier"
     s = m["scores"]["base"]
     assert {"frechet_features", "precision_features", "recall_features", "c2st_auc"} <= set(s)
     assert "hist_jsd" not in s
