@@ -53,3 +53,15 @@ def test_measuring_keeps_every_submodule_in_its_own_mode():
     net[1].eval()  # mixed modes, as a user may leave them
     largest_activation(net, torch.zeros(2, 2))
     assert net.training and net[0].training and not net[1].training and net[2].training
+
+
+def test_a_model_that_draws_noise_does_not_move_the_stream_when_measured():
+    class Noisy(nn.Module):
+        def forward(self, z):
+            return z + 0.0 * torch.randn_like(z)
+
+    gen = as_generator(Noisy(), latent_dim=2)
+    torch.manual_seed(5)
+    state = torch.random.get_rng_state()
+    assert gen.chunk_size >= CHUNK_ROWS["cpu"][0]
+    assert torch.equal(torch.random.get_rng_state(), state)

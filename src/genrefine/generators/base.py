@@ -124,8 +124,10 @@ class Generator(nn.Module):
         return cache[dev]
 
     def _measured_chunk(self) -> int:
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            values = largest_activation(self, torch.zeros(2, self.latent_dim, device=self.device))
+            with torch.random.fork_rng(devices=devices):  # a model that draws noise leaves the run's stream
+                values = largest_activation(self, torch.zeros(2, self.latent_dim, device=self.device))
         except Exception:  # sizing only: the model's own error comes with the first real chunk
             return self.DEFAULT_CHUNK
         return rows_per_chunk(values, self.device)
