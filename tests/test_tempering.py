@@ -37,7 +37,9 @@ def test_select_tempering_exact_choice_and_normaliser():
     lw = torch.tensor([0.0, 0.0, -50.0])  # weights that remove the outlier exactly
     rec = select_tempering(lw, x_data, x_gen, (1.0, 0.0))
     assert rec["beta"] == 1.0 and rec["scores"]["1.0"] < 1e-12
-    assert rec["log_norm"] == pytest.approx(math.log(2.0 / 3.0), abs=1e-12)
+    assert rec["log_norm"] == 0.0  # the full correction is the estimator's own ratio, not renormalised
+    half = select_tempering(lw, x_data, x_gen, (0.5,))
+    assert half["beta"] == 0.5 and half["log_norm"] == pytest.approx(math.log(2.0 / 3.0), abs=1e-9)
     with pytest.raises(ValueError, match="lie in \\[0, 1\\]"):
         select_tempering(lw, x_data, x_gen, (2.0,))
 
@@ -88,4 +90,5 @@ def test_large_held_out_sets_are_scored_on_a_seeded_subset():
     a = select_tempering(lw, xd, xg, (1.0, 0.0))
     b = select_tempering(lw, xd, xg, (1.0, 0.0))
     assert a == b and a["data_rows"] == tempering.MAX_ROWS and a["generated_rows"] == 2 * tempering.MAX_ROWS
-    assert a["log_norm"] == pytest.approx(float(torch.logsumexp(lw.double(), 0) - math.log(len(lw))), abs=1e-9)
+    c = select_tempering(lw, xd, xg, (0.5,))  # the normaliser uses every row, not the scored subset
+    assert c["log_norm"] == pytest.approx(float(torch.logsumexp(0.5 * lw.double(), 0) - math.log(len(lw))), abs=1e-9)

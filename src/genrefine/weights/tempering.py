@@ -47,8 +47,9 @@ def select_tempering(log_w_gen: Tensor, x_data: Tensor, x_gen: Tensor, candidate
                      rule: str = "best") -> dict:
     """``{"beta", "log_norm", "scores", "rule"}``: the candidate ``β`` whose weights ``w^β`` on
     the generated rows ``x_gen`` (log weights ``log_w_gen``) bring them closest to the data rows
-    ``x_data`` in energy distance (under ``rule``, :data:`RULES`), and ``log mean w^β`` over
-    ``x_gen``. Only a β whose weights keep an effective sample of :data:`MIN_ESS` of the
+    ``x_data`` in energy distance (under ``rule``, :data:`RULES`), and the normaliser
+    ``log mean w^β`` over ``x_gen`` of a tempered β (0 for β = 1: the full correction is the
+    estimator's own ratio, already of mean one, and stays as it was fitted). Only a β whose weights keep an effective sample of :data:`MIN_ESS` of the
     scored rows competes (β = 0 always does). Ties keep the larger β."""
     betas = sorted({float(b) for b in candidates}, reverse=True)
     if not betas or any(not 0.0 <= b <= 1.0 for b in betas):
@@ -70,7 +71,7 @@ def select_tempering(log_w_gen: Tensor, x_data: Tensor, x_gen: Tensor, candidate
     best = min(eligible or [min(betas)], key=lambda b: (scores[b], -b))
     if rule == "guard" and 1.0 in eligible and scores[1.0] <= scores[0.0]:
         best = 1.0
-    log_norm = float(torch.logsumexp(best * lw, 0) - math.log(len(lw)))
+    log_norm = 0.0 if best == 1.0 else float(torch.logsumexp(best * lw, 0) - math.log(len(lw)))
     return {"beta": best, "log_norm": log_norm, "scores": {str(b): s for b, s in scores.items()},
             "ess_fraction": {str(b): v for b, v in ess.items()}, "eligible": [str(b) for b in eligible],
             "rule": rule, "data_rows": len(xd), "generated_rows": len(xg)}
