@@ -2,6 +2,7 @@
 
     python benchmarks/wphi_cost.py --models runs/lrw/swissroll/models --patience 5 [--data swissroll]
     python benchmarks/wphi_cost.py --models runs/lrw/swissroll/models --patience 1000   # the game's 30 epochs
+    python benchmarks/wphi_cost.py --models runs/lrw/swissroll/models --fit '{"epochs": 0}'   # any fit setting
 
 One ``run_refinement`` of ``base,latentrs`` on the saved base and critic (quick preset, seed 0,
 10 evaluations of 2000 points), with the game's ``patience`` set; prints one JSON line (the
@@ -27,15 +28,17 @@ def main() -> int:
     ap.add_argument("--models", required=True, help="a Table 1 run's models/ directory (base, critic)")
     ap.add_argument("--data", default="swissroll")
     ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--fit", default="{}", help="further w_phi fit settings, as JSON")
     ap.add_argument("--out", default="docs/wphi_cost.json")
     args = ap.parse_args()
     base, critic = load_generator(os.path.join(args.models, "base")), load_critic(os.path.join(args.models, "critic"))
     res = run_refinement(args.data, methods=["base", "latentrs"], preset="quick", seed=0, n_samples=20000, out=None,
                          progress=False, base=base, critic=critic, scoring="lrw",
-                         w_phi={"fit": {"patience": args.patience}},
+                         w_phi={"fit": {"patience": args.patience, **json.loads(args.fit)}},
                          overrides={"evaluation": {"n": 2000, "repeats": 10, "k": 3, "cost_n": 50_000}})
     m, w = res.metrics, res.metrics["diagnostics"].get("w_phi", {})
-    rec = {"data": args.data, "patience": args.patience, "train_w_phi": m["timings_seconds"]["train_w_phi"],
+    rec = {"data": args.data, "patience": args.patience, "fit": json.loads(args.fit),
+           "train_w_phi": m["timings_seconds"]["train_w_phi"],
            "source": w.get("source"), "best_epoch": w.get("best_epoch"), "confirmed": w.get("confirmed"),
            **{k: {s: m["scores"][k]["lrw"][s]["mean"] for s in ("emd", "precision")} for k in ("base", "latentrs")},
            "command": "python benchmarks/wphi_cost.py " + " ".join(sys.argv[1:])}

@@ -168,8 +168,9 @@ def test_cell_calibration_restores_the_data_mass_of_every_cell():
 
 
 def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
-    """The candidates path of ``fit``: every candidate is scored, the chosen one passes the
-    check or ``w_φ`` falls back to its start, and the distilled ``w_φ`` moves mass towards mu."""
+    """The candidates path of ``fit``: every candidate is scored (with cells, the smoothed ratio
+    competes calibrated only), the chosen one passes the check or ``w_φ`` falls back to its
+    start, and the distilled ``w_φ`` moves mass towards mu."""
     gen, data = setup
     torch.manual_seed(5)
     w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
@@ -177,7 +178,7 @@ def test_w_phi_with_calibrated_and_smoothed_candidates(setup):
         pool_size=20_000, progress=False, inputs="data", distil_size=50_000, smoothed_ratio=[0.0],
         smoothed_epochs=5, calibrate=8)
     sources = [c["source"] for c in w_phi.candidates_]
-    assert "smoothed ratio s=0" in sources and "smoothed ratio s=0, calibrated on 8 cells" in sources
+    assert "smoothed ratio s=0, calibrated on 8 cells" in sources and "smoothed ratio s=0" not in sources
     assert all(math.isfinite(c["val_emd"]) and math.isfinite(c["check_emd"]) for c in w_phi.candidates_)
     assert w_phi.source_ != "start" and w_phi.confirmed_, (w_phi.candidates_, w_phi.check_emd_)
     # chosen on the check parts, by the stricter rule for the best of several
@@ -210,7 +211,7 @@ def test_crossfitted_candidates_use_every_row_as_check_data(setup, folds):
     assert chk["folds"] == folds and len(chk["initial_parts"]) == sum(len(c) // n_chk for c in cut)
     assert len(chk["initial_parts"]) >= 2 * CHECK_PARTS    # more than the single split's parts: every row is check data
     sources = [c["source"] for c in w_phi.candidates_]
-    assert "smoothed ratio s=0" in sources and "game, calibrated on 8 cells" in sources
+    assert "smoothed ratio s=0, calibrated on 8 cells" in sources and "game, calibrated on 8 cells" in sources
     assert all(len(c["folds"]) == folds for c in w_phi.candidates_)
     assert w_phi.confirmed_ and w_phi.source_ != "start", (w_phi.candidates_, chk)
     best = min(w_phi.candidates_, key=lambda c: c["check_emd"])
@@ -322,3 +323,21 @@ def test_crossfit_keeping_transport_weights_refits_them_on_all_rows(setup):
     assert abs(float(w.mean()) - 1) < 0.1
     assert float((w * z[:, 0]).sum() / w.sum()) > 0.3
     assert np.corrcoef(w.numpy(), true_w(z).numpy())[0, 1] > 0.6
+
+
+def test_w_phi_without_the_game_keeps_its_start_and_lets_the_teachers_compete(setup):
+    """``epochs=0``: no game is played (no critic step), the start is kept as the game's result,
+    and the teacher candidates still compete on the check; transport weights learn the tilt."""
+    gen, data = setup
+    torch.manual_seed(7)
+    critic = Critic(2, 64, 3)
+    before = [p.detach().clone() for p in critic.parameters()]
+    w_phi = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0).fit(
+        gen, data, critic=critic, epochs=0, pool_size=20_000, progress=False, inputs="data", transport=3,
+        transport_chunk=1000, crossfit=2)
+    assert w_phi.best_epoch_ == [0, 0] and w_phi.history_ == []
+    assert all(torch.equal(a, b) for a, b in zip(before, w_phi.critic_.parameters()))
+    assert [c["source"] for c in w_phi.candidates_] == ["transport weights"]
+    assert w_phi.confirmed_ and w_phi.source_ == "transport weights", (w_phi.candidates_, w_phi.check_emd_)
+    z = torch.randn(20_000, 2)
+    assert np.corrcoef(w_phi.weight(z).numpy(), true_w(z).numpy())[0, 1] > 0.6

@@ -75,3 +75,35 @@ def test_fit_transport_learns_a_known_reweighting():
     assert float((w * z[:, 0]).sum() / w.sum()) == pytest.approx(0.6, abs=0.12)
     assert abs(float((w * z[:, 1]).sum() / w.sum())) < 0.08
     assert np.corrcoef(w.numpy(), tilt.clamp(max=3.0).numpy())[0, 1] > 0.9
+
+
+def test_transport_pairs_do_not_depend_on_the_thread_count():
+    """The plans are solved side by side on torch's threads; the generated points are drawn in
+    order first, so a seeded draw gives the same pairs on one thread and on two."""
+    from genrefine.weights.transport import transport_pairs
+
+    data = torch.randn(3000, 2) + MU
+    before = torch.get_num_threads()
+    out = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(4)
+            out.append(transport_pairs(Identity(2, 2).freeze(), data, m=3.0, passes=2, chunk=700, progress=False))
+    finally:
+        torch.set_num_threads(before)
+    (z1, w1), (z2, w2) = out
+    assert len(w1) == 2 * 4 * 700 and torch.equal(z1, z2) and torch.equal(w1, w2)
+    assert float(w1.mean()) == pytest.approx(1.0, abs=1e-5) and 0 <= float(w1.min()) and float(w1.max()) <= 3.0
+
+
+def test_map_solves_keeps_the_order_of_its_inputs():
+    from genrefine.threads import map_solves
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert map_solves(lambda v: v * v, range(50)) == [v * v for v in range(50)]
+        assert map_solves(lambda v: v, []) == []
+    finally:
+        torch.set_num_threads(before)

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from genrefine.threads import map_solves, workers
 from genrefine.validation import check_positive
 
 
@@ -60,37 +61,62 @@ def transport_weights(x_gen: Tensor, x_real: Tensor, m: float) -> Tensor:
     return torch.as_tensor(w, dtype=x_gen.dtype, device=x_gen.device).clamp_(0.0, m)
 
 
-def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int = 5, chunk: int = 2000,
-                  epochs: int = 30, batch_size: int = 2000, lr: float = 1e-3, progress: bool = True) -> dict:
-    """Train the latent network ``net`` (``z -> w >= 0``) to predict transport weights.
+def transport_pairs(generator, data: Tensor, m: float, passes: int = 5, chunk: int = 2000,
+                    progress: bool = True) -> tuple[Tensor, Tensor]:
+    """``(z, w)``: latents of fresh generated points and their transport weights.
 
-    Each pass shuffles ``data`` into chunks of ``chunk`` rows; each chunk meets ``chunk`` fresh
-    generated points and :func:`transport_weights` gives their weights. ``net`` is then fitted to
-    ``(z_i, w_i)`` by least squares (:func:`regress_epochs`), so it learns ``E[w | z]``. One pass
-    gives too few targets (0-or-m values) and learns a blur; five passes are the preset
-    (docs/decisions/latent_importance.md). Returns the fit's statistics."""
+    Each pass shuffles ``data`` into chunks of ``chunk`` rows (a remainder smaller than a chunk
+    is left out of that pass); each chunk meets ``chunk`` fresh points ``G(z)`` and
+    :func:`transport_weights` gives their weights. The points are drawn in order, a few chunks
+    at a time, and the plans solved on the threads torch may use
+    (:func:`genrefine.threads.map_solves`), so the pairs do not depend on the thread count."""
     check_positive(passes, "passes")
     check_positive(chunk, "chunk")
-    dev = next(net.parameters()).device
-    data = torch.as_tensor(data, dtype=torch.float32, device=dev)
+    data = torch.as_tensor(data, dtype=torch.float32)
+    dev = data.device
     size = min(int(chunk), len(data))
     n_chunks = max(1, len(data) // size)
-    zs, ws = [], []
-    bar = tqdm(total=int(passes) * n_chunks, desc="transport weights", disable=not progress, leave=False)
-    for _ in range(int(passes)):
-        perm = torch.randperm(len(data), device=dev)
-        for c in range(n_chunks):
+    tasks = [(p, c) for p in range(int(passes)) for c in range(n_chunks)]
+    zs, ws, perm = [], [], None
+    bar = tqdm(total=len(tasks), desc="transport weights", disable=not progress, leave=False)
+    group = 2 * workers()
+    for start in range(0, len(tasks), group):
+        jobs = []
+        for p, c in tasks[start:start + group]:
+            if c == 0:
+                perm = torch.randperm(len(data), device=dev)
             with torch.no_grad():
                 z, xg = generator.sample_with_latents(size)
             zs.append(z.float())
-            ws.append(transport_weights(xg.float(), data[perm[c * size:(c + 1) * size]], m).float())
-            bar.update(1)
+            jobs.append((xg.float(), data[perm[c * size:(c + 1) * size]]))
+        ws += [w.float() for w in map_solves(lambda job: transport_weights(*job, m), jobs)]
+        bar.update(len(jobs))
     bar.close()
-    z, w = torch.cat(zs), torch.cat(ws)
+    return torch.cat(zs), torch.cat(ws)
+
+
+def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int = 5, chunk: int = 2000,
+                  epochs: int = 30, batch_size: int = 2000, lr: float = 1e-3, progress: bool = True) -> dict:
+    """Train the latent network ``net`` (``z -> w >= 0``) to predict transport weights: the
+    pairs of :func:`transport_pairs`, regressed by :func:`fit_on_pairs`. One pass gives too few
+    targets (0-or-m values) and learns a blur; five passes are the preset
+    (docs/decisions/latent_importance.md). Returns the fit's statistics."""
+    z, w = transport_pairs(generator, torch.as_tensor(data, dtype=torch.float32,
+                                                      device=next(net.parameters()).device), m, passes, chunk, progress)
+    size = min(int(chunk), len(data))
+    return fit_on_pairs(net, z, w, epochs, batch_size, lr, passes=passes, chunk=size)
+
+
+def fit_on_pairs(net: nn.Module, z: Tensor, w: Tensor, epochs: int = 30, batch_size: int = 2000, lr: float = 1e-3,
+                 passes: int | None = None, chunk: int | None = None) -> dict:
+    """Regress ``net`` on transport pairs ``(z, w)`` by least squares (:func:`regress_epochs`),
+    so that it learns ``E[w | z]``; returns the fit's statistics (``passes`` and ``chunk`` are
+    recorded as given)."""
     regress_epochs(net, z, w, epochs, batch_size, lr)
     with torch.no_grad():
         pred = torch.cat([net(c) for c in z.split(100_000)])
-    return {"pairs": int(len(w)), "passes": int(passes), "chunk": size, "epochs": int(epochs),
+    return {"pairs": int(len(w)), "passes": None if passes is None else int(passes),
+            "chunk": None if chunk is None else int(chunk), "epochs": int(epochs),
             "used_fraction": float((w > 0).float().mean()), "mse": float((pred - w).pow(2).mean()),
             "weight_sd": float(pred.std())}
 

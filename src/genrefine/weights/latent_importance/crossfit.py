@@ -11,8 +11,10 @@ distillation (each fold copy distilled and scored on its own held-out fold; it m
 t >= 1 again) and the best passing latent kind (transport weights) as it is; the lower mean on
 the parts is kept (``delivered_``). ``w_φ`` then learns the mean of the kept kind's fold copies
 (:class:`~.teachers.AveragedTeacher`), or, for transport weights, is fitted again on the
-transport weights of *all* training rows: the folds have checked the procedure, and the refit
-is that procedure on all the data.
+transport pairs of *all* training rows: the folds have checked the procedure, and the refit
+is that procedure on all the data. The transport plans are solved once, fold by fold (each chunk
+of data rows from one fold, :func:`_fold_pairs`): a fold's copy regresses on the pairs of the
+other folds and the refit on all of them, so no plan is solved twice.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from genrefine.weights.latent_importance.distillation import agreement, distil
 from genrefine.weights.latent_importance.fold import fit_fold
 from genrefine.weights.latent_importance.selection import CHECK_SIZE, confirms, weigh_with
 from genrefine.weights.latent_importance.teachers import TRANSPORT_KIND, AveragedTeacher
-from genrefine.weights.transport import fit_transport
+from genrefine.weights.transport import fit_on_pairs, transport_pairs
 
 
 def _kind(source: str) -> str:
@@ -36,8 +38,9 @@ def fit_crossfitted(net, generator, x: np.ndarray, perm: np.ndarray, n_val: int,
                     checkpoint: str | None = None) -> None:
     """Run the ``s.crossfit`` folds on the rows ``x[perm[n_val:]]`` (validation set
     ``x[perm[:n_val]]``), pick the kind to keep and fit ``net`` to it; sets the fitted attributes."""
-    rest = perm[n_val:]
-    folds = _run_folds(net, generator, x, perm, n_val, critic, s, progress, checkpoint)
+    cut = np.array_split(perm[n_val:], int(s.crossfit))
+    pairs = _fold_pairs(net, generator, x, cut, s, progress)
+    folds = _run_folds(net, generator, x, perm, n_val, cut, pairs, critic, s, progress, checkpoint)
     by_kind = _pool_kinds(net, folds)
     net.val_emd_initial_ = folds[0].game.initial_val_emd
     if any(f.transport is not None for f in folds):
@@ -62,16 +65,32 @@ def fit_crossfitted(net, generator, x: np.ndarray, perm: np.ndarray, n_val: int,
         net.confirmed_ = bool(passing)
     if net.confirmed_:
         options = _delivery_options(net, folds, passing, by_kind, generator, s)
-        _deliver(net, folds, options, by_kind, generator, x[rest], s, progress)
+        _deliver(net, folds, options, by_kind, generator, pairs, s)
 
 
-def _run_folds(net, generator, x: np.ndarray, perm: np.ndarray, n_val: int, critic, s, progress: bool,
-               checkpoint: str | None) -> list:
+def _fold_pairs(net, generator, x: np.ndarray, cut: list, s, progress: bool) -> list | None:
+    """Transport pairs ``(z, w)`` of each fold's rows (``None`` without transport weights)."""
+    if not s.transport:
+        return None
+    dev = net.net[0].weight.device
+    return [transport_pairs(generator, torch.as_tensor(x[c], device=dev).float(), net.m, int(s.transport),
+                            int(s.transport_chunk), progress) for c in cut]
+
+
+def _others(pairs: list | None, r: int | None = None) -> tuple | None:
+    """The pairs of every fold but ``r`` (of all folds for ``r = None``), concatenated."""
+    if pairs is None:
+        return None
+    keep = [p for j, p in enumerate(pairs) if j != r]
+    return torch.cat([z for z, _ in keep]), torch.cat([w for _, w in keep])
+
+
+def _run_folds(net, generator, x: np.ndarray, perm: np.ndarray, n_val: int, cut: list, pairs: list | None, critic, s,
+               progress: bool, checkpoint: str | None) -> list:
     """One :func:`~.fold.fit_fold` per fold, each on a fresh latent copy of ``net``, trained on the
-    other folds and checked on the whole parts of its own."""
+    other folds (and their transport pairs) and checked on the whole parts of its own."""
     dev = net.net[0].weight.device
     n_chk = min(CHECK_SIZE, n_val)
-    cut = np.array_split(perm[n_val:], int(s.crossfit))
     x_val = torch.as_tensor(x[perm[:n_val]], device=dev).float()
     folds = []
     for r in range(len(cut)):
@@ -80,7 +99,8 @@ def _run_folds(net, generator, x: np.ndarray, perm: np.ndarray, n_val: int, crit
         student = type(net)(**net.config()).to(dev)
         folds.append(fit_fold(student, generator, x_val, torch.as_tensor(x[held], device=dev).float(),
                               torch.as_tensor(x[train], device=dev).float(), critic, s, progress=progress,
-                              checkpoint=f"{checkpoint}_fold{r + 1}" if checkpoint else None))
+                              checkpoint=f"{checkpoint}_fold{r + 1}" if checkpoint else None,
+                              transport_pairs=_others(pairs, r)))
     return folds
 
 
@@ -133,7 +153,7 @@ def _delivery_options(net, folds: list, passing: list, by_kind: dict, generator,
     return options
 
 
-def _deliver(net, folds: list, options: list, by_kind: dict, generator, x_rest: np.ndarray, s, progress: bool) -> None:
+def _deliver(net, folds: list, options: list, by_kind: dict, generator, pairs: list | None, s) -> None:
     """Fit ``net`` to the confirmed option with the lowest mean on the parts, or, when none is
     confirmed, leave it at its start and record the data-space option's distillation."""
     ok = [o for o in options if o["confirmed"]]
@@ -152,8 +172,8 @@ def _deliver(net, folds: list, options: list, by_kind: dict, generator, x_rest: 
     net.__dict__["teacher_"] = teacher
     n = int(s.distil_size)
     if best == TRANSPORT_KIND:  # the procedure the folds checked, on every training row
-        refit = fit_transport(net, generator, x_rest, net.m, passes=int(s.transport), chunk=int(s.transport_chunk),
-                              epochs=int(s.transport_epochs), progress=progress)
+        refit = fit_on_pairs(net, *_others(pairs), epochs=int(s.transport_epochs), passes=int(s.transport),
+                             chunk=int(s.transport_chunk))
         net.distil_ = {"refit": refit, **agreement(net, generator, teacher, n)}
     else:
         net.distil_ = distil(net, generator, teacher, n, int(s.distil_epochs))

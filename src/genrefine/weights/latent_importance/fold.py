@@ -41,14 +41,16 @@ def check_generated(x: Tensor, name: str) -> None:
 
 
 def fit_fold(student: nn.Module, generator, x_val: Tensor, x_chk: Tensor, x: Tensor, critic: Critic | None, s,
-             progress: bool = True, checkpoint: str | None = None) -> Fold:
+             progress: bool = True, checkpoint: str | None = None, transport_pairs: tuple | None = None) -> Fold:
     """Train on the rows ``x``; pick the game's epoch on ``x_val``; score on ``x_chk``, cut into
     parts of the validation set's size (at most ``CHECK_SIZE``).
 
     ``student`` is this fold's latent net ``w_φ``: the player when ``s.inputs == "latent"``,
     else ``h(G(z))`` plays and ``student`` only gives ``m`` and the shape of latent candidates.
     The generated pools (game, validation, check) are drawn first, in that order; the critic
-    starts from a copy of ``critic`` or, when ``None``, from a fresh 3 x 128 :class:`Critic`."""
+    starts from a copy of ``critic`` or, when ``None``, from a fresh 3 x 128 :class:`Critic`.
+    ``transport_pairs`` (``(z, w)`` solved on ``x``'s rows beforehand) spare the transport
+    candidate its own plans."""
     dev, m = x.device, student.m
     n_chk = min(CHECK_SIZE, len(x_val))
     n_parts = len(x_chk) // n_chk
@@ -73,7 +75,7 @@ def fit_fold(student: nn.Module, generator, x_val: Tensor, x_chk: Tensor, x: Ten
         def new_latent_net() -> nn.Module:
             return type(student)(**student.config()).to(dev)
         candidates, fold.transport = train_teachers(("game" if game.epoch else "start", kept), x, x_pool, generator, m,
-                                                    s, new_latent_net, progress=progress)
+                                                    s, new_latent_net, progress=progress, pairs=transport_pairs)
     else:
         candidates = []
     fold.pool = ([("game", kept)] if game.epoch else []) + candidates

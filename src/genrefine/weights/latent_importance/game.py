@@ -136,9 +136,13 @@ def play(player: nn.Module, critic: Critic, x: Tensor, pool: tuple[Tensor, Tenso
     """Play Alg. 1 for ``s.epochs`` epochs over the rows ``x`` after ``s.warmup`` critic-only steps,
     score the player (its ``ema`` average when set) on ``val`` after every epoch and leave the
     player at the best epoch (the start if none beat it); with ``s.patience``, stop once that many
-    epochs pass without a new best. ``checkpoint`` makes it resumable."""
+    epochs pass without a new best. ``checkpoint`` makes it resumable. With ``s.epochs == 0``
+    nothing is played: the start is scored and kept."""
     steps = _Steps(player, critic, pool, m, s)
     nb = min(s.batch_size, len(x))
+    if not int(s.epochs):  # no game: the start is what is kept, and the critic is not needed
+        state, score = copy.deepcopy(player.net.state_dict()), val.score(weigh_with(player), m)
+        return GameResult(state, copy.deepcopy(state), 0, score, score, [], critic)
     for _ in range(int(s.warmup)):
         steps.critic_step(x[torch.randint(len(x), (nb,), device=x.device)], use_w=False)
     weigh = weigh_with(player)

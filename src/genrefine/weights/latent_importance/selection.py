@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from genrefine.threads import map_solves
 from genrefine.weights.latent_importance.distillation import distil
 
 #: held-out parts on which a candidate must confirm its gain over the start, and their size (at
@@ -55,12 +56,19 @@ def accepted_emd(x_real: Tensor, x_gen: Tensor, w: Tensor, m: float) -> float:
     draws of the reweighted distribution. (A pool *weighted* by ``w`` has an effective size
     ``(Σw)² / Σw²`` below n, and the EMD of finite samples grows as they shrink, so it would
     be biased against every non-flat ``w``.) ``inf`` when nothing is accepted."""
+    return _emd_of(_accepted(x_real, x_gen, w, m))
+
+
+def _accepted(x_real: Tensor, x_gen: Tensor, w: Tensor, m: float) -> tuple:
+    """``(x_real, accepted points)`` as arrays for :func:`_emd_of`; ``None`` when nothing is accepted."""
+    acc = accepted_indices(w, m, len(x_real))
+    return None if len(acc) == 0 else (x_real.cpu().numpy(), x_gen[acc].cpu().numpy())
+
+
+def _emd_of(pair: tuple | None) -> float:
     from genrefine.metrics import exact_emd
 
-    acc = accepted_indices(w, m, len(x_real))
-    if len(acc) == 0:
-        return math.inf
-    return exact_emd(x_real.cpu().numpy(), x_gen[acc].cpu().numpy())
+    return math.inf if pair is None else exact_emd(*pair)
 
 
 def confirms(selected: list[float], initial: list[float], threshold: float = 1.0) -> bool:
@@ -99,10 +107,10 @@ class HeldOut:
 
     @torch.no_grad()
     def scores(self, weigh: Weigh, m: float) -> list[float]:
-        """:func:`accepted_emd` of every part."""
+        """:func:`accepted_emd` of every part (the parts' exact EMDs solved side by side)."""
         k = self.parts
         chunks = zip(self.x.chunk(k), self.z.chunk(k), self.xg.chunk(k))
-        return [accepted_emd(x, xg, weigh(z, xg), m) for x, z, xg in chunks]
+        return map_solves(_emd_of, [_accepted(x, xg, weigh(z, xg), m) for x, z, xg in chunks])
 
 
 def holdout_sizes(n: int, val_fraction: float) -> tuple[np.ndarray, int]:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from genrefine.weights.calibration import KMeansCells, cell_factors
 from genrefine.weights.classifier import DensityRatioClassifier
-from genrefine.weights.transport import fit_transport
+from genrefine.weights.transport import fit_on_pairs, fit_transport
 
 TRANSPORT_KIND = "transport weights"  # the candidate learned in latent space
 
@@ -85,15 +85,19 @@ class AveragedTeacher(nn.Module):
 
 
 def train_teachers(game: tuple[str, nn.Module], x: Tensor, x_pool: Tensor, generator, m: float, s,
-                   new_latent_net: Callable[[], nn.Module], progress: bool = True) -> tuple[list, dict | None]:
+                   new_latent_net: Callable[[], nn.Module], progress: bool = True,
+                   pairs: tuple | None = None) -> tuple[list, dict | None]:
     """The candidates of settings ``s``, trained on the rows ``x`` against the generated pool
-    ``x_pool``, in this order: the smoothed ratios, then (``calibrate``) the game's kept epoch
-    ``game = (source, h)`` and every ratio calibrated on the same cells, then the transport
-    weights (a fresh ``new_latent_net()``). Returns ``[(source, module)]`` and the transport fit's
+    ``x_pool``, in this order: the smoothed ratios (only when ``calibrate`` is off), then
+    (``calibrate``) the game's kept epoch ``game = (source, h)`` and every ratio calibrated on the
+    same cells, then the transport weights (a fresh ``new_latent_net()``, regressed on ``pairs``
+    when given, else on plans solved here). Returns ``[(source, module)]`` and the transport fit's
     statistics (``None`` without transport)."""
     ratios = [(f"smoothed ratio s={sc:g}", SmoothedRatio(generator.data_dim).to(x.device).fit(
         x, x_pool, sc, epochs=int(s.smoothed_epochs), progress=progress)) for sc in s.smoothed_ratio]
-    candidates = list(ratios)
+    # with cells, a ratio competes calibrated only: uncalibrated it errs in the mass of whole
+    # modes, and it scored worst or near it on every Table 1 check (docs/decisions/latent_importance.md)
+    candidates = [] if s.calibrate else list(ratios)
     if s.calibrate:
         # at least ~500 training points per cell, so its data share is known to a few %
         cells = KMeansCells(max(2, min(int(s.calibrate), len(x) // 500)), x)
@@ -102,7 +106,11 @@ def train_teachers(game: tuple[str, nn.Module], x: Tensor, x_pool: Tensor, gener
     stats = None
     if s.transport:
         net = new_latent_net()
-        stats = fit_transport(net, generator, x, m, passes=int(s.transport), chunk=int(s.transport_chunk),
-                              epochs=int(s.transport_epochs), progress=progress)
+        if pairs is None:
+            stats = fit_transport(net, generator, x, m, passes=int(s.transport), chunk=int(s.transport_chunk),
+                                  epochs=int(s.transport_epochs), progress=progress)
+        else:
+            stats = fit_on_pairs(net, *pairs, epochs=int(s.transport_epochs), passes=int(s.transport),
+                                 chunk=int(s.transport_chunk))
         candidates.append((TRANSPORT_KIND, net))
     return candidates, stats
