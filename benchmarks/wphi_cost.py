@@ -29,18 +29,21 @@ def main() -> int:
     ap.add_argument("--data", default="swissroll")
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--fit", default="{}", help="further w_phi fit settings, as JSON")
+    ap.add_argument("--hidden", type=int, default=None, help="w_phi's width (default: the preset's)")
     ap.add_argument("--out", default="docs/wphi_cost.json")
     args = ap.parse_args()
     base, critic = load_generator(os.path.join(args.models, "base")), load_critic(os.path.join(args.models, "critic"))
     res = run_refinement(args.data, methods=["base", "latentrs"], preset="quick", seed=0, n_samples=20000, out=None,
                          progress=False, base=base, critic=critic, scoring="lrw",
                          w_phi={"fit": {"patience": args.patience, **json.loads(args.fit)}},
-                         overrides={"evaluation": {"n": 2000, "repeats": 10, "k": 3, "cost_n": 50_000}})
+                         overrides={"evaluation": {"n": 2000, "repeats": 10, "k": 3, "cost_n": 50_000}},
+                         settings={"lrw": {"w_phi": {"hidden": args.hidden}}} if args.hidden else None)
     m, w = res.metrics, res.metrics["diagnostics"].get("w_phi", {})
-    rec = {"data": args.data, "patience": args.patience, "fit": json.loads(args.fit),
+    rec = {"data": args.data, "patience": args.patience, "fit": json.loads(args.fit), "hidden": args.hidden,
            "train_w_phi": m["timings_seconds"]["train_w_phi"],
            "source": w.get("source"), "best_epoch": w.get("best_epoch"), "confirmed": w.get("confirmed"),
            **{k: {s: m["scores"][k]["lrw"][s]["mean"] for s in ("emd", "precision")} for k in ("base", "latentrs")},
+           "samples_per_second": m.get("samples_per_second"),
            "command": "python benchmarks/wphi_cost.py " + " ".join(sys.argv[1:])}
     print(json.dumps(rec))
     rows = json.load(open(args.out)) if os.path.exists(args.out) else []

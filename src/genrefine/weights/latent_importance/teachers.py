@@ -89,8 +89,8 @@ def train_teachers(game: tuple[str, nn.Module], x: Tensor, x_pool: Tensor, gener
                    pairs: tuple | None = None) -> tuple[list, dict | None]:
     """The candidates of settings ``s``, trained on the rows ``x`` against the generated pool
     ``x_pool``, in this order: the smoothed ratios (only when ``calibrate`` is off), then
-    (``calibrate``) the game's kept epoch ``game = (source, h)`` and every ratio calibrated on the
-    same cells, then the transport weights (a fresh ``new_latent_net()``, regressed on ``pairs``
+    (``calibrate``) the game's kept epoch ``game = (source, h)`` (when a game was played) and
+    every ratio calibrated on the same cells, then the transport weights (a fresh ``new_latent_net()``, regressed on ``pairs``
     when given, else on plans solved here). Returns ``[(source, module)]`` and the transport fit's
     statistics (``None`` without transport)."""
     ratios = [(f"smoothed ratio s={sc:g}", SmoothedRatio(generator.data_dim).to(x.device).fit(
@@ -102,7 +102,7 @@ def train_teachers(game: tuple[str, nn.Module], x: Tensor, x_pool: Tensor, gener
         # at least ~500 training points per cell, so its data share is known to a few %
         cells = KMeansCells(max(2, min(int(s.calibrate), len(x) // 500)), x)
         candidates += [(src + f", calibrated on {len(cells.centres)} cells", CellCalibrated(c, cells, m).fit(x, x_pool))
-                       for src, c in [game] + ratios]
+                       for src, c in ([game] if s.epochs else []) + ratios]  # no game: nothing of it to calibrate
     stats = None
     if s.transport:
         net = new_latent_net()
