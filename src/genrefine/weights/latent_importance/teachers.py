@@ -15,13 +15,14 @@ A cross-fitted fit averages a kind's fold copies (:class:`AveragedTeacher`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from genrefine.weights.calibration import KMeansCells, cell_factors
-from genrefine.weights.classifier import DensityRatioClassifier
+from genrefine.weights.classifier import DegenerateWeightsWarning, DensityRatioClassifier
 from genrefine.weights.transport import fit_on_pairs, fit_transport
 
 TRANSPORT_KIND = "transport weights"  # the candidate learned in latent space
@@ -40,8 +41,10 @@ class SmoothedRatio(nn.Module):
     def fit(self, data: Tensor, generated: Tensor, scale: float, epochs: int = 20,
             progress: bool = True) -> "SmoothedRatio":
         sd = data.std(0, keepdim=True)
-        self.clf.fit(data + scale * sd * torch.randn_like(data), generated + scale * sd * torch.randn_like(generated),
-                     epochs=epochs, progress=progress)
+        with warnings.catch_warnings():  # a candidate, judged by the held-out check, not a sampler's weights
+            warnings.simplefilter("ignore", DegenerateWeightsWarning)
+            self.clf.fit(data + scale * sd * torch.randn_like(data),
+                         generated + scale * sd * torch.randn_like(generated), epochs=epochs, progress=progress)
         return self.eval()
 
     def forward(self, x: Tensor) -> Tensor:
