@@ -30,7 +30,7 @@ from genrefine.weights.latent_importance.distillation import distil
 #: most; never more than the validation set): more parts raise the check's t for the same gain
 #: faster than larger ones (docs/decisions/latent_importance.md)
 CHECK_PARTS = 16
-CHECK_SIZE = 2000
+CHECK_SIZE = 1000
 
 Weigh = Callable[[Tensor, Tensor], Tensor]  # (z, G(z)) -> w
 
