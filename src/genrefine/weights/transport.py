@@ -101,10 +101,9 @@ def fit_transport(net: nn.Module, generator, data: Tensor, m: float, passes: int
     pairs of :func:`transport_pairs`, regressed by :func:`fit_on_pairs`. One pass gives too few
     targets (0-or-m values) and learns a blur; five passes are the preset
     (docs/decisions/latent_importance.md). Returns the fit's statistics."""
-    z, w = transport_pairs(generator, torch.as_tensor(data, dtype=torch.float32,
-                                                      device=next(net.parameters()).device), m, passes, chunk, progress)
-    size = min(int(chunk), len(data))
-    return fit_on_pairs(net, z, w, epochs, batch_size, lr, passes=passes, chunk=size)
+    data = torch.as_tensor(data, dtype=torch.float32, device=next(net.parameters()).device)
+    z, w = transport_pairs(generator, data, m, passes, chunk, progress)
+    return fit_on_pairs(net, z, w, epochs, batch_size, lr, passes=passes, chunk=min(int(chunk), len(data)))
 
 
 def fit_on_pairs(net: nn.Module, z: Tensor, w: Tensor, epochs: int = 30, batch_size: int = 2000, lr: float = 1e-3,

@@ -138,11 +138,11 @@ def play(player: nn.Module, critic: Critic, x: Tensor, pool: tuple[Tensor, Tenso
     player at the best epoch (the start if none beat it); with ``s.patience``, stop once that many
     epochs pass without a new best. ``checkpoint`` makes it resumable. With ``s.epochs == 0``
     nothing is played: the start is scored and kept."""
-    steps = _Steps(player, critic, pool, m, s)
-    nb = min(s.batch_size, len(x))
     if not int(s.epochs):  # no game: the start is what is kept, and the critic is not needed
         state, score = copy.deepcopy(player.net.state_dict()), val.score(weigh_with(player), m)
         return GameResult(state, copy.deepcopy(state), 0, score, score, [], critic)
+    steps = _Steps(player, critic, pool, m, s)
+    nb = min(s.batch_size, len(x))
     for _ in range(int(s.warmup)):
         steps.critic_step(x[torch.randint(len(x), (nb,), device=x.device)], use_w=False)
     weigh = weigh_with(player)
