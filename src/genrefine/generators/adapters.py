@@ -41,9 +41,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, Transform
+from torch.distributions import Distribution, Transform
 
-from genrefine.generators.base import Generator, register_family
+from genrefine.generators.base import DiagonalNormal, Generator, register_family
 from genrefine.validation import check_data_shape
 
 #: latent points of the probe call that finds the backend and the output shape
@@ -309,7 +309,7 @@ class AdaptedGenerator(Generator):
         if self.user_prior is not None:
             return self.user_prior
         zero = torch.zeros(self.latent_dim, device=self.device)
-        return Independent(Normal(zero, torch.ones_like(zero)), 1)
+        return DiagonalNormal(zero, torch.ones_like(zero))
 
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)

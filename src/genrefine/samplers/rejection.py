@@ -291,13 +291,15 @@ class _BoundedWeights:
                 _check_some_positive(log_w, len(z))
                 # under torchrun every rank rejects under the same bound: the largest pilot's
                 self.log_bound = distributed.agree_max(float(log_w.max())) + math.log(self.safety)
+        top = float(log_w.max()) if len(log_w) else -math.inf
         # with a known bound, give up once a pilot's worth of proposals all had w = 0
-        self.some_positive = self.some_positive or bool(torch.isfinite(log_w).any())
+        self.some_positive = self.some_positive or top > -math.inf
         if not self.some_positive and self.proposals >= self.pilot_size:
             _check_some_positive(log_w, self.proposals)
         # log U < log w - log M  <=>  U < w / M; w = 0 (log w = -inf) never passes.
         ratio = log_w - self.log_bound
-        self.exceeding += int((ratio > 0).sum())
+        if top > self.log_bound:
+            self.exceeding += int((ratio > 0).sum())
         return (ratio,)
 
 
@@ -479,6 +481,8 @@ def finite_log_weight(target: LatentTarget, z: Tensor) -> Tensor:
 def _log_weight_and_non_finite(target: LatentTarget, z: Tensor) -> tuple[Tensor, int]:
     """``log w(z)`` with NaN / +inf replaced by -inf, and how many were replaced."""
     raw = _raw_log_weight(target, z)
+    if not len(raw) or float(raw.max()) < math.inf:  # the max is NaN or +inf when any value is
+        return raw, 0
     n_bad = int((torch.isnan(raw) | (raw == math.inf)).sum())
     return torch.where(torch.isfinite(raw), raw, torch.full_like(raw, -math.inf)), n_bad
 
