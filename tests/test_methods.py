@@ -142,6 +142,42 @@ def test_every_method_fits_and_returns_a_method_result(fitted):
     assert ctx.weights("dctr") is ctx.weights("dctr") and "train_classifier" in ctx.timings
 
 
+
+def test_a_method_draws_the_same_numbers_whatever_else_the_run_fits(fitted):
+    """Each estimator, fit and draw has its own seeded stream: a run of two of the methods, in
+    the other order, gives each of them exactly what the run of all of them gave."""
+    ctx, results = fitted
+    alone = RunContext(ctx.base, ctx.x_train, _tiny_cfg(), n_samples=400, progress=False)
+    again = fit_methods(alone, ["latentrs", "rejection"])
+    for name in ("latentrs", "rejection"):
+        torch.testing.assert_close(again[name].x, results[name].x, rtol=0, atol=0, msg=name)
+    other = RunContext(ctx.base, ctx.x_train, _tiny_cfg(), n_samples=400, progress=False, seed=1)
+    assert not torch.equal(fit_methods(other, ["latentrs"])["latentrs"].x, results["latentrs"].x)
+
+
+def test_a_finished_w_phi_fit_is_loaded_on_resume(fitted, tmp_path, monkeypatch):
+    """A resumed run loads the finished w_φ (weights, record, seconds) instead of fitting again."""
+    from genrefine.weights.latent_importance import LatentImportanceNetwork
+
+    ctx, _ = fitted
+
+    def ckpt(name):
+        return str(tmp_path / name)
+
+    first = RunContext(ctx.base, ctx.x_train, _tiny_cfg(), n_samples=400, progress=False, ckpt=ckpt,
+                       critic=ctx.models["critic"])
+    w1 = first.w_phi()
+    assert (tmp_path / "w_phi_fitted").is_dir()
+    monkeypatch.setattr(LatentImportanceNetwork, "fit", lambda *a, **k: pytest.fail("fitted again"))
+    again = RunContext(ctx.base, ctx.x_train, _tiny_cfg(), n_samples=400, progress=False, ckpt=ckpt,
+                       critic=ctx.models["critic"])
+    w2 = again.w_phi()
+    z = torch.randn(1000, 2)
+    torch.testing.assert_close(w2.weight(z), w1.weight(z), rtol=0, atol=0)
+    assert again.timings["train_w_phi"] == pytest.approx(first.timings["train_w_phi"])
+    assert again.diagnostics["w_phi"]["resumed"] and again.diagnostics["w_phi"]["source"] == first.diagnostics["w_phi"]["source"]
+    assert not any(p.requires_grad for p in w2.parameters())
+
 def test_params_override_the_preset_and_estimators_are_reused(fitted):
     ctx, _ = fitted
     n_fits = ctx.timings["train_classifier"]

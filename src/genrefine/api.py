@@ -182,7 +182,7 @@ def refine(generator, data, method: str = "rejection", *, latent_dim: int | None
     np.random.seed(seed)
     gen = gen.to(dev).freeze()
     ctx = RunContext(gen, torch.as_tensor(x, device=dev), cfg, n_samples=cfg["evaluation"]["n"], device=dev,
-                     progress=progress)
+                     progress=progress, seed=seed)
     result = fit_methods(ctx, [cls.name])[cls.name]
     if result.generator is not None:
         return result.generator

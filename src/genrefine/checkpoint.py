@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from typing import Callable
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -221,3 +222,18 @@ def load_module(path: str, kind: str, cls: type[nn.Module], device: str | torch.
     for p in module.parameters():
         p.requires_grad_(False)
     return module.to(device).eval()
+
+
+def jsonable(obj):
+    """``obj`` with numpy scalars and tensors as Python numbers and lists, non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from genrefine.experiments.outputs import jsonable
+from genrefine.checkpoint import jsonable
 
 
 @dataclass(frozen=True)

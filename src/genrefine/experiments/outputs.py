@@ -11,7 +11,7 @@ import os
 import numpy as np
 import torch
 
-from genrefine.checkpoint import atomic_save_npy, atomic_write_text, save_generator, save_module
+from genrefine.checkpoint import atomic_save_npy, atomic_write_text, jsonable, save_generator, save_module
 from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
@@ -67,18 +67,3 @@ def save_model(model, path: str) -> None:
         save_module(model, model.config(), path, kind="critic")
     elif isinstance(model, OmniFold):
         save_module(model, model.config(), path, kind="omnifold_weights")
-
-
-def jsonable(obj):
-    """``obj`` with numpy scalars and tensors as Python numbers and lists, non-finite floats as None."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

@@ -235,12 +235,12 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
     base, critic, timings, diagnostics = _fit_base(base, base_family, cfg, x_train_t, progress, ckpt, critic,
                                                    split.data_shape)
     ctx = RunContext(base, x_train_t, cfg, n_samples, device=dev, progress=progress, ckpt=ckpt, critic=critic,
-                     iterations=iterations)
+                     iterations=iterations, seed=seed)
     ctx.timings.update(timings)
     ctx.diagnostics.update(diagnostics)
     z_base, x_base = ctx.base_sample()
     # a method that refuses its input (degenerate weights, a sampler past its budget) is left out
-    # and recorded, the others go on; with no refusal the order and the random stream are the protocol's
+    # and recorded, the others go on (each on its own random stream)
     results = fit_methods(ctx, [m for m in method_list if m != "base"], skip_failures=True)
     failed = dict(ctx.diagnostics.get("failed", {}))
     res = _collect(ctx, results, z_base, x_base, split.truth)

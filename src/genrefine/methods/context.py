@@ -2,15 +2,19 @@
 weight estimators, each fitted once on first request (lazily) and reused by every method that
 asks for it.
 
-The order in which estimators are first requested is the order of the random stream: a run
-that asks for them in the same order draws the same numbers.
+Every estimator, the base sample, and each method's fit and draw run on a random stream of
+their own, seeded by the run's seed and their name (:meth:`RunContext.stream`): a method gives
+the same numbers whichever other methods share the run, in whatever order, and whether an
+estimator was trained or loaded from a checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
-from typing import Callable
+import zlib
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -43,6 +47,7 @@ class RunContext:
         critic: a trained critic for the latent reweighting estimators (default: the base's own
             ``critic_`` if it has one, else one is trained on first request).
         iterations: how many times refiners refine their own output (LaSeR Sec. 3.3).
+        seed: the run's seed, from which every named random stream is derived.
 
     Shared estimators (each fitted on first call): :meth:`classifier`, :meth:`critic`,
     :meth:`w_phi`, :meth:`critic_ratio`, :meth:`dot_critic`, :meth:`omnifold`; :meth:`weights` gives the latent
@@ -52,8 +57,9 @@ class RunContext:
 
     def __init__(self, base: Generator, x_train: Tensor, cfg: dict, n_samples: int, device=None,
                  progress: bool = True, ckpt: Callable[[str], str | None] | None = None, critic=None,
-                 iterations: int = 1) -> None:
+                 iterations: int = 1, seed: int = 0) -> None:
         self.base, self.x_train, self.cfg, self.n_samples = base, x_train, cfg, int(n_samples)
+        self.seed = int(seed)
         self.device = torch.device(device) if device is not None else base.device
         self.progress, self.iterations = bool(progress), int(iterations)
         self.ckpt = ckpt or (lambda name: None)
@@ -68,9 +74,21 @@ class RunContext:
         out, self.timings[key] = timed(fn, self.device)
         return out
 
+    @contextlib.contextmanager
+    def stream(self, key: str) -> Iterator[None]:
+        """Run the block on the random stream named ``key``: torch's global generator (and the
+        run's CUDA device's) seeded by the run's seed and ``key``, restored afterwards. Streams
+        nest: an estimator first requested inside a method's fit still draws from its own."""
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(zlib.crc32(f"{self.seed}:{key}".encode()))
+            yield
+
     def _once(self, key: str, build: Callable[[], object]):
         if key not in self._cache:
-            self._cache[key] = build()
+            with self.stream(key):
+                self._cache[key] = build()
         return self._cache[key]
 
     def base_sample(self) -> tuple[Tensor, Tensor]:
@@ -102,7 +120,8 @@ class RunContext:
     def critic(self):
         """The base's WGAN-GP critic: the one given, else one trained against the base."""
         if self._critic is None:
-            self._critic = train_critic(self)
+            with self.stream("critic"):
+                self._critic = train_critic(self)
         self.models["critic"] = self._critic
         return self._critic
 

@@ -14,13 +14,16 @@ def fit_methods(ctx: RunContext, names: list[str], params: dict[str, dict] | Non
     (updated by ``params[name]`` where given), and return their results with latents ``z``
     and samples ``x`` filled in.
 
-    Order of the work, which is the order of the random stream:
+    Order of the work:
 
     1. the DCTR classifier, when any method consumes it: first, right after the base sample;
     2. each method's ``fit``; the shared estimators are fitted when first requested;
     3. the latents of methods that returned only a sampler (the latent reweighting protocol:
        every method is fitted before any is sampled), drawn in method order, timed as
        ``sample_<name>``, their sampler's diagnostics kept.
+
+    Each fit and each draw runs on its own random stream (``fit:<name>``, ``sample:<name>``,
+    :meth:`RunContext.stream`), so a method's numbers do not depend on the others in the run.
     """
     classes = [get_method(name) for name in names]
     if any(cls.needs.weights == "dctr" for cls in classes):
@@ -29,10 +32,12 @@ def fit_methods(ctx: RunContext, names: list[str], params: dict[str, dict] | Non
     results = {}
     for cls in classes:
         settings = {**cls.settings(ctx.cfg), **params.get(cls.name, {})}
-        _guarded(ctx, cls.name, skip_failures, lambda: results.__setitem__(cls.name, cls().fit(ctx, **settings)))
+        with ctx.stream(f"fit:{cls.name}"):
+            _guarded(ctx, cls.name, skip_failures, lambda: results.__setitem__(cls.name, cls().fit(ctx, **settings)))
     for name, r in list(results.items()):
-        if not _guarded(ctx, name, skip_failures, lambda: _draw(ctx, name, r)):
-            del results[name]
+        with ctx.stream(f"sample:{name}"):
+            if not _guarded(ctx, name, skip_failures, lambda: _draw(ctx, name, r)):
+                del results[name]
     return results
 
 
