@@ -105,3 +105,20 @@ def test_lrw_end_to_end_layout_metrics_and_sampling(tmp_path, capsys):
     assert torch.allclose(w_phi.weight(z), res.models["w_phi"].weight(z))
     with pytest.raises(ValueError, match="expected a latent_importance"):
         load_latent_importance(str(out / "models" / "critic"))
+
+
+def test_resume_loads_the_finished_w_phi_and_a_rerun_starts_afresh(tmp_path):
+    """--resume loads the finished w_φ and, each method on its own stream, draws the same latentRS
+    samples; a rerun without --resume clears the checkpoints it made (w_φ's included) and fits anew."""
+    out = tmp_path / "run"
+    kw = dict(methods="base,latentrs", n_samples=1000, out=str(out), base_family="wgan-gp", progress=False,
+              overrides=tiny_cfg())
+    first = run_refinement("gaussians25", **kw)
+    x1 = np.load(out / "samples" / "latentrs.npy")
+    assert (out / "checkpoints" / "w_phi_fitted.safetensors").exists()
+    again = run_refinement("gaussians25", resume=True, **kw)
+    assert again.metrics["diagnostics"]["w_phi"]["resumed"]
+    assert again.metrics["timings_seconds"]["train_w_phi"] == first.metrics["timings_seconds"]["train_w_phi"]
+    np.testing.assert_array_equal(np.load(out / "samples" / "latentrs.npy"), x1)
+    fresh = run_refinement("gaussians25", **kw)
+    assert "resumed" not in fresh.metrics["diagnostics"]["w_phi"]

@@ -24,6 +24,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -112,6 +113,36 @@ def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) ->
         raise
     return path
 
+
+
+#: safetensors metadata key of a finished estimator's record (:func:`save_fitted`)
+FITTED_KEY = "genrefine.fitted"
+
+
+def save_fitted(prefix: str, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """A finished estimator as a run's checkpoints are kept: ``<prefix>.safetensors`` holding
+    the tensors and, in its metadata, ``meta`` (JSON) with the tensors' hash, written atomically;
+    ``<prefix>.json`` repeats ``meta`` for people to read."""
+    cpu = _cpu_tensors(tensors)
+    text = json.dumps({**meta, "sha256": tensor_digest(cpu)})
+    atomic_save_tensors(cpu, prefix + ".safetensors", metadata={FITTED_KEY: text})
+    atomic_write_text(prefix + ".json", text)
+
+
+def load_fitted(prefix: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(meta, tensors)`` written by :func:`save_fitted`, hash checked; every failure is one
+    ValueError line naming the file."""
+    path = prefix + ".safetensors"
+    try:
+        with safe_open(path, framework="pt", device="cpu") as fh:
+            meta = json.loads((fh.metadata() or {})[FITTED_KEY])
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # truncated, overwritten, or not written by save_fitted
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: unreadable checkpoint ({msg})") from None
+    if not isinstance(meta, dict) or meta.get("sha256") != tensor_digest(tensors):
+        raise ValueError(f"{path}: the tensors no longer match the hash recorded when they were saved")
+    return meta, tensors
 
 def _read_meta(path: str) -> dict:
     cfg_path = os.path.join(path, CONFIG_FILE)

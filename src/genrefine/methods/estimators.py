@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from genrefine import distributed
-from genrefine.checkpoint import jsonable, load_state, read_checkpoint, write_checkpoint
+from genrefine.checkpoint import jsonable, load_fitted, load_state, save_fitted
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.samplers.rejection import RejectionPrior
@@ -166,8 +166,8 @@ def train_critic(ctx) -> Critic:
 def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
     """The latent importance network ``w_φ`` (``cfg["lrw"]["w_phi"]``) against ``critic``;
     its selection record goes to ``ctx.diagnostics["w_phi"]``. A finished fit is checkpointed
-    whole (``<ckpt>_fitted``: weights, record and seconds), so a resumed run loads it instead of
-    fitting again."""
+    whole (``<ckpt>_fitted.safetensors``: weights, record and seconds), so a resumed run loads it
+    instead of fitting again."""
     w = ctx.cfg["lrw"]["w_phi"]
     w_phi = LatentImportanceNetwork(ctx.base.latent_dim, w.get("hidden"), w["layers"], w["m"]).to(ctx.device)
     path = ctx.ckpt("w_phi")
@@ -182,18 +182,18 @@ def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
         **{k: getattr(w_phi, k + "_", None) for k in ("distil", "source", "candidates", "transport", "delivered")},
         "history": w_phi.history_}
     if done and distributed.rank_and_size()[0] == 0:  # rank 0 owns the checkpoints under torchrun
-        write_checkpoint(done, {"kind": "w_phi_fitted", "config": w_phi.config(), "seconds": ctx.timings["train_w_phi"],
-                                "diagnostics": jsonable(ctx.diagnostics["w_phi"])}, w_phi.state_dict())
+        save_fitted(done, {"kind": "w_phi_fitted", "config": w_phi.config(), "seconds": ctx.timings["train_w_phi"],
+                           "diagnostics": jsonable(ctx.diagnostics["w_phi"])}, w_phi.state_dict())
     return w_phi
 
 
 def _load_fitted(w_phi: LatentImportanceNetwork, path: str, ctx) -> bool:
-    """Load a finished fit saved at ``path`` into ``w_phi`` (frozen), with its record and seconds;
+    """Load a finished fit saved under the prefix ``path`` into ``w_phi`` (frozen), with its record and seconds;
     False when there is none, or it was fitted with another shape. Rank 0 says whether there is
     one, so under torchrun every rank loads it or every rank fits."""
-    if not distributed.from_rank0(lambda: os.path.isdir(path)):
+    if not distributed.from_rank0(lambda: os.path.isfile(path + ".safetensors")):
         return False
-    meta, state = read_checkpoint(path)
+    meta, state = load_fitted(path)
     if meta.get("kind") != "w_phi_fitted" or meta["config"] != w_phi.config():
         return False
     load_state(w_phi, state, path)
