@@ -30,9 +30,9 @@ MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist", "t10k-images-idx3-ub
 DOCS = os.path.join(ROOT, "docs", "zoo")
 FAMILIES = {"moons": ["realnvp", "ot-flow", "vae", "dcgan", "wgan-clip", "wgan-gp", "hinge-gp"],
             "mnist": ["vae", "dcgan", "wgan-clip", "wgan-gp", "hinge-gp"]}
-#: per data set: the DCTR weights with rejection and SIR on them; on the moons also latentRS
-#: (w_φ's transport weights move mass to the generated points nearest the data a mode-dropping
-#: generator misses, where the DCTR ratio is unbounded)
+#: per data set: the DCTR weights with rejection and SIR on them; on the moons also latentRS,
+#: whose w_φ is bounded at m and kept only when held-out rows confirm it (where a generator
+#: misses part of the data, the DCTR weights are degenerate and get tempered away)
 METHODS = {"moons": "base,dctr,rejection,sir-dctr,latentrs", "mnist": "base,dctr,rejection,sir-dctr"}
 #: per data set: training rows (the moons are drawn fresh) and samples scored
 SIZES = {"moons": {"n_train": 20_000, "n_samples": 20_000}, "mnist": {"n_samples": 5_000}}
