@@ -34,7 +34,6 @@ def register_family(name: str) -> Callable[[type["Generator"]], type["Generator"
     return wrap
 
 
-
 class DiagonalNormal(Independent):
     """``Independent(Normal(loc, scale), 1)`` that samples by one ``torch.randn`` scaled in place.
 
@@ -56,6 +55,7 @@ class DiagonalNormal(Independent):
         loc, scale = self.base_dist.loc, self.base_dist.scale
         eps = torch.randn(self._extended_shape(sample_shape), dtype=loc.dtype, device=loc.device)
         return eps.mul_(scale).add_(loc)
+
 
 class Generator(nn.Module):
     """Base class: ``x = g(z)`` with ``z ~ prior``, a standard normal by default.

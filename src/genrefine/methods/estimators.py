@@ -188,9 +188,9 @@ def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
 
 
 def _load_fitted(w_phi: LatentImportanceNetwork, path: str, ctx) -> bool:
-    """Load a finished fit saved under the prefix ``path`` into ``w_phi`` (frozen), with its record and seconds;
-    False when there is none, or it was fitted with another shape. Rank 0 says whether there is
-    one, so under torchrun every rank loads it or every rank fits."""
+    """Load a finished fit saved under the prefix ``path`` into ``w_phi`` (frozen), with its
+    record and seconds; False when there is none, or it was fitted with another shape. Rank 0
+    says whether there is one, so under torchrun every rank loads it or every rank fits."""
     if not distributed.from_rank0(lambda: os.path.isfile(path + ".safetensors")):
         return False
     meta, state = load_fitted(path)
