@@ -115,34 +115,43 @@ def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) ->
 
 
 
-#: safetensors metadata key of a finished estimator's record (:func:`save_fitted`)
-FITTED_KEY = "genrefine.fitted"
-
-
-def save_fitted(prefix: str, meta: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """A finished estimator as a run's checkpoints are kept: ``<prefix>.safetensors`` holding
-    the tensors and, in its metadata, ``meta`` (JSON) with the tensors' hash, written atomically;
-    ``<prefix>.json`` repeats ``meta`` for people to read."""
+def save_with_record(prefix: str, record: dict, tensors: dict[str, torch.Tensor], key: str,
+                     digest: Callable[[dict[str, torch.Tensor]], str] = tensor_digest) -> None:
+    """``<prefix>.safetensors`` holding ``tensors`` and, in its metadata under ``key``, ``record``
+    (JSON) with the tensors' hash: one atomic file, so a crash never pairs new tensors with an
+    old record. ``<prefix>.json`` repeats the record for people to read. Training checkpoints
+    and finished estimators are kept this way; ``digest`` is the hash their files were first
+    written with (training checkpoints have their own, so older ones still resume)."""
     cpu = _cpu_tensors(tensors)
-    text = json.dumps({**meta, "sha256": tensor_digest(cpu)})
-    atomic_save_tensors(cpu, prefix + ".safetensors", metadata={FITTED_KEY: text})
+    text = json.dumps({**record, "sha256": digest(cpu)})
+    atomic_save_tensors(cpu, prefix + ".safetensors", metadata={key: text})
     atomic_write_text(prefix + ".json", text)
 
 
-def load_fitted(prefix: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """``(meta, tensors)`` written by :func:`save_fitted`, hash checked; every failure is one
-    ValueError line naming the file."""
+def load_with_record(prefix: str, key: str, what: str, device: str | torch.device = "cpu",
+                     digest: Callable[[dict[str, torch.Tensor]], str] = tensor_digest
+                     ) -> tuple[dict, dict[str, torch.Tensor]]:
+    """``(record, tensors)`` written by :func:`save_with_record`; a file written before the
+    record moved into the tensor file has it in ``<prefix>.json`` and no hash. Every failure is
+    one ValueError line naming the file and ``what`` it should be."""
     path = prefix + ".safetensors"
     try:
-        with safe_open(path, framework="pt", device="cpu") as fh:
-            meta = json.loads((fh.metadata() or {})[FITTED_KEY])
+        with safe_open(path, framework="pt", device=str(device)) as fh:
+            meta = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # truncated, overwritten, or not written by save_fitted
+        if key in meta:
+            record = json.loads(meta[key])
+        else:
+            with open(prefix + ".json") as fh:
+                record = json.load(fh)
+    except Exception as exc:  # truncated, overwritten or missing pieces
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: unreadable checkpoint ({msg})") from None
-    if not isinstance(meta, dict) or meta.get("sha256") != tensor_digest(tensors):
-        raise ValueError(f"{path}: the tensors no longer match the hash recorded when they were saved")
-    return meta, tensors
+        raise ValueError(f"{path}: unreadable {what} ({msg})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: {what} lacks its record")
+    if "sha256" in record and digest({k: v.cpu() for k, v in tensors.items()}) != record["sha256"]:
+        raise ValueError(f"{path}: {what}'s tensors do not match their recorded hash (file altered)")
+    return record, tensors
 
 def _read_meta(path: str) -> dict:
     cfg_path = os.path.join(path, CONFIG_FILE)

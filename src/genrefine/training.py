@@ -16,7 +16,6 @@ refused in one line instead of resuming from wrong weights.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import numbers
 import os
@@ -24,12 +23,11 @@ import time
 from typing import Callable
 
 import torch
-from safetensors import safe_open
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from genrefine import distributed
-from genrefine.checkpoint import atomic_save_tensors, atomic_write_text, module_state, restore_state
+from genrefine.checkpoint import load_with_record, module_state, restore_state, save_with_record
 
 _META_KEY = "genrefine.training"  # safetensors metadata entry holding the checkpoint's JSON
 
@@ -245,7 +243,9 @@ def _check_finite_logs(rec: dict, epoch: int, epochs: int, desc: str, first: dic
 
 
 def tensor_digest(tensors: dict[str, Tensor]) -> str:
-    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order (CPU tensors)."""
+    """SHA-256 over the tensors' names, dtypes, shapes and bytes, in name order (CPU tensors):
+    the hash training checkpoints record (saved models use :func:`genrefine.checkpoint.tensor_digest`;
+    each keeps its own so files already written still verify)."""
     h = hashlib.sha256()
     for k in sorted(tensors):
         t = tensors[k].detach().contiguous()
@@ -264,33 +264,15 @@ def save_training_checkpoint(prefix, modules, optimizers, scheds, epoch, history
     with old bookkeeping. ``<prefix>.json`` repeats the bookkeeping for people to read."""
     tensors, info = module_state(modules, optimizers)
     tensors["rng.cpu"] = torch.get_rng_state()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    info.update(epoch=epoch, history=history, sched_last_epoch=[s.last_epoch for s in scheds],
-                sha256=tensor_digest(tensors), stopped=bool(stopped))
-    text = json.dumps(info)
-    atomic_save_tensors(tensors, prefix + ".safetensors", metadata={_META_KEY: text})
-    atomic_write_text(prefix + ".json", text)
+    info.update(epoch=epoch, history=history, sched_last_epoch=[s.last_epoch for s in scheds], stopped=bool(stopped))
+    save_with_record(prefix, info, tensors, _META_KEY, digest=tensor_digest)
 
 
 def _load_checkpoint(prefix: str, device) -> tuple[dict, dict]:
     """``(tensors, info)`` of a training checkpoint; every failure is one ValueError line."""
-    path = prefix + ".safetensors"
-    try:
-        with safe_open(path, framework="pt", device=str(device)) as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-        if _META_KEY in meta:
-            info = json.loads(meta[_META_KEY])
-        else:  # written before the bookkeeping moved into the tensor file
-            with open(prefix + ".json") as fh:
-                info = json.load(fh)
-    except Exception as exc:  # truncated, overwritten or missing pieces
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: unreadable training checkpoint ({msg})") from None
-    if not isinstance(info, dict) or not isinstance(info.get("epoch"), int):
-        raise ValueError(f"{path}: training checkpoint lacks its bookkeeping (epoch)")
-    if "sha256" in info and tensor_digest({k: v.cpu() for k, v in tensors.items()}) != info["sha256"]:
-        raise ValueError(f"{path}: training checkpoint's tensors do not match their recorded hash (file altered)")
+    info, tensors = load_with_record(prefix, _META_KEY, "training checkpoint", device, digest=tensor_digest)
+    if not isinstance(info.get("epoch"), int):
+        raise ValueError(f"{prefix}.safetensors: training checkpoint lacks its bookkeeping (epoch)")
     return tensors, info
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from genrefine import distributed
-from genrefine.checkpoint import jsonable, load_fitted, load_state, save_fitted
+from genrefine.checkpoint import jsonable, load_state, load_with_record, save_with_record
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.samplers.rejection import RejectionPrior
@@ -163,6 +163,10 @@ def train_critic(ctx) -> Critic:
         crit0, ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("critic"), **c["fit"]))
 
 
+#: safetensors metadata key of a finished fit's record (``<ckpt>_fitted.safetensors``)
+FITTED_KEY = "genrefine.fitted"
+
+
 def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
     """The latent importance network ``w_φ`` (``cfg["lrw"]["w_phi"]``) against ``critic``;
     its selection record goes to ``ctx.diagnostics["w_phi"]``. A finished fit is checkpointed
@@ -182,8 +186,8 @@ def fit_w_phi(ctx, critic: Critic) -> LatentImportanceNetwork:
         **{k: getattr(w_phi, k + "_", None) for k in ("distil", "source", "candidates", "transport", "delivered")},
         "history": w_phi.history_}
     if done and distributed.rank_and_size()[0] == 0:  # rank 0 owns the checkpoints under torchrun
-        save_fitted(done, {"kind": "w_phi_fitted", "config": w_phi.config(), "seconds": ctx.timings["train_w_phi"],
-                           "diagnostics": jsonable(ctx.diagnostics["w_phi"])}, w_phi.state_dict())
+        save_with_record(done, {"kind": "w_phi_fitted", "config": w_phi.config(), "seconds": ctx.timings["train_w_phi"],
+                                "diagnostics": jsonable(ctx.diagnostics["w_phi"])}, w_phi.state_dict(), FITTED_KEY)
     return w_phi
 
 
@@ -193,7 +197,7 @@ def _load_fitted(w_phi: LatentImportanceNetwork, path: str, ctx) -> bool:
     says whether there is one, so under torchrun every rank loads it or every rank fits."""
     if not distributed.from_rank0(lambda: os.path.isfile(path + ".safetensors")):
         return False
-    meta, state = load_fitted(path)
+    meta, state = load_with_record(path, FITTED_KEY, "finished w_phi fit")
     if meta.get("kind") != "w_phi_fitted" or meta["config"] != w_phi.config():
         return False
     load_state(w_phi, state, path)
