@@ -60,10 +60,22 @@ def labelled_split(seed: int = 0, holdout: float = 0.2):
 MAX_PROPOSALS_PER_IMAGE = 200
 
 
-def samplers(run: str) -> dict:
+def feature_net(seed: int) -> tuple[FeatureNet, np.ndarray, float]:
+    """The independent feature network (a classifier trained on the labelled training images
+    of the run's split), the held-out images, and the network's accuracy on them."""
+    x_train, y_train, held, y_held = labelled_split(seed)
+    net = FeatureNet((1, 28, 28), seed=seed, epochs=5).fit(x_train, labels=y_train)
+    with torch.no_grad():
+        predicted = net.net_(net._images(held, "held-out images")).argmax(1).numpy()
+    return net, held, round(float((net.classes_[predicted] == y_held).mean()), 4)
+
+
+def samplers(run: str, user_model=None) -> dict:
     """``{method: draw(n) -> (images, weights or None)}`` of a saved run's base and of its
-    classifier's weights: the base's images weighted (``dctr``), SIR, latent rejection."""
-    base = load_generator(os.path.join(run, "models", "base"))
+    classifier's weights: the base's images weighted (``dctr``), SIR, latent rejection.
+    ``user_model`` is the user's module when the run was built on one (its weights are filled
+    from the run's checkpoint)."""
+    base = load_generator(os.path.join(run, "models", "base"), base=user_model)
     path = os.path.join(run, "models", "classifier")
     kind = read_checkpoint(path)[0]["kind"]
     clf = load_module(path, kind, KINDS[kind])
@@ -81,11 +93,12 @@ def samplers(run: str) -> dict:
             "rejection": rejection}
 
 
-def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, seed: int) -> dict:
+def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, seed: int,
+             user_model=None) -> dict:
     """Every method's scores per evaluation (paired on the truth rows), then summarised."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    draws, rows, failed = samplers(run), {}, {}
+    draws, rows, failed = samplers(run, user_model), {}, {}
     truth_f = net.features(held)
     for r in range(repeats):
         t = truth_f[rng.choice(len(truth_f), n, replace=False)]
@@ -124,8 +137,8 @@ def meets_bar(rec: dict, base: dict) -> bool:
                 and rec["recall"]["mean"] >= base["recall"]["mean"] - base["recall"]["interval"])
 
 
-def render(doc: dict) -> str:
-    lines = ["# Issue 23's bar on MNIST, with intervals", "",
+def render(doc: dict, title: str = "Issue 23's bar on MNIST, with intervals") -> str:
+    lines = [f"# {title}", "",
              f"Command: `{doc['command']}`; {doc['repeats']} evaluations of {doc['eval_n']} images each, paired on "
              "the truth rows. Precision and recall (%, k = 3) and the Frechet distance in the features of a "
              "classifier trained on the labelled training images (accuracy on the held-out images "
@@ -159,11 +172,7 @@ def main(argv=None) -> int:
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    x_train, y_train, held, y_held = labelled_split(args.seed)
-    net = FeatureNet((1, 28, 28), seed=args.seed, epochs=5).fit(x_train, labels=y_train)
-    with torch.no_grad():
-        predicted = net.net_(net._images(held, "held-out images")).argmax(1).numpy()
-    accuracy = round(float((net.classes_[predicted] == y_held).mean()), 4)
+    net, held, accuracy = feature_net(args.seed)
     path = os.path.join(args.docs, "image_bar.json")
     doc = json.load(open(path)) if os.path.exists(path) else {"families": {}}
     doc.update(command="python benchmarks/image_bar.py " + " ".join(argv if argv is not None else sys.argv[1:]),
