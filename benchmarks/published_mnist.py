@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     doc = json.load(open(path)) if os.path.exists(path) else {"families": {}}
     doc.update(command="python benchmarks/published_mnist.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                repeats=args.repeats, eval_n=args.eval_n, feature_accuracy=accuracy,
-               source="github.com/csinva/gan-vae-pretrained-pytorch (MIT)")
+               source="github.com/csinva/gan-vae-pretrained-pytorch (MIT)",
+               floor=image_bar.floor(net, held, args.eval_n, args.repeats, args.seed))
     for model in models:
         src, dst, factory = MODELS[model]
         sha = convert(os.path.join(args.weights, src), os.path.join(store, dst))
