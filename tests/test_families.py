@@ -193,4 +193,5 @@ def test_latent_dim_wins_over_the_image_default():
     settings = _latent_setting("dcgan", 2, {}, "quick")
     cfg = build_config("quick", None, "dcgan", settings=settings)
     assert cfg["dcgan"]["images"]["latent_dim"] == 2 and cfg["dcgan"]["images"]["epochs"] == 12
-    assert "images" not in _latent_setting("vae", 3, {}, "quick")["vae"]  # its image value is not a latent size
+    assert build_config("quick", None, "vae")["vae"]["images"]["latent_dim"] == 16
+    assert _latent_setting("vae", 2, {}, "quick")["vae"]["images"]["latent_dim"] == 2
