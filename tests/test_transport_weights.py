@@ -107,3 +107,45 @@ def test_map_solves_keeps_the_order_of_its_inputs():
         assert map_solves(lambda v: v, []) == []
     finally:
         torch.set_num_threads(before)
+
+
+class TiltTeacher(torch.nn.Module):
+    """A data-space teacher with a known answer: the tilt exp(mu.x - |mu|^2/2) read at x = G(z)."""
+
+    def forward(self, x):
+        return torch.exp(x @ MU - 0.5 * MU.pow(2).sum())
+
+
+def test_distillation_stops_early_and_keeps_its_best_epoch():
+    """A 2-d student distilled from the tilt: with held-out draws it stops before its 40 epochs
+    once they stop improving, keeps the best epoch's weights (its recorded held-out error is the
+    final net's), and still follows the teacher as closely as a fit that runs every epoch."""
+    from genrefine.weights.latent_importance.distillation import distil
+    from genrefine.weights.transport import _held_out_error
+
+    gen = Identity(2, 2).freeze()
+    out = {}
+    for patience in (None, 2):
+        torch.manual_seed(0)
+        net = LatentImportanceNetwork(2, hidden=32, layers=3, m=3.0)
+        out[patience] = (distil(net, gen, TiltTeacher(), n=20_000, epochs=40, patience=patience), net)
+    full, (early, net) = out[None][0], out[2]
+    assert full["epochs_run"] == 40 and early["epochs"] == 40
+    assert 3 <= early["epochs_run"] < 40
+    assert net.regress_["best_epoch"] <= early["epochs_run"]
+    assert full["corr"] > 0.98 and early["corr"] > full["corr"] - 0.01
+
+
+def test_regression_with_held_out_rows_returns_its_best_epoch():
+    """regress_epochs with val rows: the weights it returns are those of the epoch whose
+    held-out error it records (re-measured exactly), and no later epoch beat it by 1%."""
+    from genrefine.weights.transport import _held_out_error, regress_epochs
+
+    torch.manual_seed(1)
+    z, zv = torch.randn(8000, 2), torch.randn(2000, 2)
+    t, tv = TiltTeacher()(z).clamp(max=3.0), TiltTeacher()(zv).clamp(max=3.0)
+    net = regress_epochs(LatentImportanceNetwork(2, hidden=16, layers=2, m=3.0), z, t, 25, 500, val=(zv, tv), patience=2)
+    rec = net.regress_
+    assert _held_out_error(net, zv, tv) == pytest.approx(rec["val_mse"], rel=1e-6)
+    assert rec["best_epoch"] <= rec["epochs_run"] <= 25
+    assert rec["val_mse"] < 0.1 * float(tv.var())

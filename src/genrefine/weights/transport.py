@@ -20,6 +20,8 @@ in latent space: no data-space teacher, and nothing lost to a distillation.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -121,18 +123,23 @@ def fit_on_pairs(net: nn.Module, z: Tensor, w: Tensor, epochs: int = 30, batch_s
 
 
 def regress_epochs(net: nn.Module, x: Tensor, target: Tensor, epochs: int, batch_size: int = 2000,
-                   lr: float = 1e-3) -> nn.Module:
+                   lr: float = 1e-3, val: tuple[Tensor, Tensor] | None = None, patience: int = 3) -> nn.Module:
     """Fit ``net(x_i) ≈ target_i`` by mean squared error: ``epochs`` shuffled passes of
     ``len(x) // batch_size`` batches, Adam with a cosine schedule to zero. Returns ``net`` in
     eval mode with its parameters frozen. (The latent weight nets' regression: transport weights
-    here, a teacher's weights in the latent-importance distillation.)"""
+    here, a teacher's weights in the latent-importance distillation.)
+
+    With ``val = (x_val, target_val)``, rows the fit never trains on, training stops once the
+    held-out error has not fallen by 1% of its best for ``patience`` epochs, and ``net`` keeps
+    the weights of its best epoch (``net.regress_`` records the epochs run and the best one)."""
     for p in net.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n_b = max(1, len(target) // int(batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(epochs) * n_b)
-    net.train()
-    for _ in range(int(epochs)):
+    best_err, best_epoch, best_state, last_gain = math.inf, -1, None, -1  # last_gain: last 1% gain
+    for epoch in range(int(epochs)):
+        net.train()
         perm = torch.randperm(len(target), device=x.device)
         for b in range(n_b):
             i = perm[b * batch_size:(b + 1) * batch_size]
@@ -141,7 +148,23 @@ def regress_epochs(net: nn.Module, x: Tensor, target: Tensor, epochs: int, batch
             loss.backward()
             opt.step()
             sched.step()
+        if val is not None:
+            err = _held_out_error(net, *val)
+            if err < best_err:
+                last_gain = epoch if err < 0.99 * best_err else last_gain
+                best_err, best_epoch, best_state = err, epoch, {k: v.clone() for k, v in net.state_dict().items()}
+            if epoch - last_gain >= int(patience):
+                break
+    if best_state is not None:
+        net.load_state_dict(best_state)
+        net.regress_ = {"epochs_run": epoch + 1, "best_epoch": best_epoch + 1, "val_mse": best_err}
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
     return net
+
+
+@torch.no_grad()
+def _held_out_error(net: nn.Module, x: Tensor, target: Tensor) -> float:
+    net.eval()
+    return float(torch.cat([(net(c) - t).pow(2) for c, t in zip(x.split(100_000), target.split(100_000))]).mean())

@@ -140,7 +140,8 @@ def _delivery_options(net, folds: list, passing: list, by_kind: dict, generator,
         fold_parts, corr = [], []
         for f, t in zip(folds, _teachers_of(folds, net.candidates_[data_j]["source"])):
             own = type(net)(**net.config()).to(net.net[0].weight.device)
-            corr.append(distil(own, generator, t, int(s.distil_size), int(s.distil_epochs))["corr"])
+            corr.append(distil(own, generator, t, int(s.distil_size), int(s.distil_epochs),
+                               patience=s.distil_patience)["corr"])
             fold_parts += f.check.scores(weigh_with(own), net.m)
         options.append({"index": data_j, "check_parts": fold_parts, "fold_corr": corr,
                         "confirmed": confirms(fold_parts, init_parts)})
@@ -176,6 +177,6 @@ def _deliver(net, folds: list, options: list, by_kind: dict, generator, pairs: l
                              chunk=int(s.transport_chunk))
         net.distil_ = {"refit": refit, **agreement(net, generator, teacher, n)}
     else:
-        net.distil_ = distil(net, generator, teacher, n, int(s.distil_epochs))
+        net.distil_ = distil(net, generator, teacher, n, int(s.distil_epochs), patience=s.distil_patience)
     net.distil_["val_emd"] = folds[0].val.score(weigh_with(net), net.m)
     net.distil_.update({"check_parts": o["check_parts"], "confirmed": True, "fold_corr": o["fold_corr"]})

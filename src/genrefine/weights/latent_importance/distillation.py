@@ -25,22 +25,28 @@ def _read(teacher: nn.Module, z: torch.Tensor, x: torch.Tensor, m: float) -> tor
     return torch.cat([teacher(c) for c in inputs.split(100_000)]).clamp(max=m)
 
 
-def distil(student: nn.Module, generator, teacher: nn.Module, n: int, epochs: int, batch_size: int = 2000) -> dict:
-    """Regress ``student(z)`` on ``min(teacher, m)`` over ``n`` prior draws for ``epochs`` epochs
-    (:func:`~genrefine.weights.transport.regress_epochs`: MSE, Adam 1e-3, cosine schedule).
-    Returns :func:`agreement` on fresh draws with ``n`` and ``epochs``; ``{"copied": True}``
-    when the teacher is a latent net of the student's own class and configuration."""
+def distil(student: nn.Module, generator, teacher: nn.Module, n: int, epochs: int, batch_size: int = 2000,
+           patience: int | None = 3) -> dict:
+    """Regress ``student(z)`` on ``min(teacher, m)`` over ``n`` prior draws for at most ``epochs``
+    epochs (:func:`~genrefine.weights.transport.regress_epochs`: MSE, Adam 1e-3, cosine schedule),
+    stopped once ``n / 10`` further draws held out of the fit stop improving for ``patience``
+    epochs (None: every epoch runs). Returns :func:`agreement` on fresh draws with ``n``,
+    ``epochs`` and the epochs run; ``{"copied": True}`` when the teacher is a latent net of the
+    student's own class and configuration."""
     if getattr(teacher, "on_latent", False) and type(teacher) is type(student) and teacher.config() == student.config():
         student.load_state_dict(teacher.state_dict())
         student.eval()
         for p in student.parameters():
             p.requires_grad_(False)
         return {"corr": 1.0, "rel_rmse": 0.0, "copied": True}
+    n_val = 0 if patience is None else max(n // 10, 2)
     with torch.no_grad():
-        z, xg = generator.sample_with_latents(n)
+        z, xg = generator.sample_with_latents(n + n_val)
         target = _read(teacher, z, xg, student.m)
-    regress_epochs(student, z, target, epochs, batch_size)
-    return {**agreement(student, generator, teacher, n), "n": n, "epochs": epochs}
+    val = (z[n:], target[n:]) if n_val else None
+    regress_epochs(student, z[:n], target[:n], epochs, batch_size, val=val, patience=patience or 0)
+    run = getattr(student, "regress_", {}).get("epochs_run", epochs)
+    return {**agreement(student, generator, teacher, n), "n": n, "epochs": epochs, "epochs_run": run}
 
 
 @torch.no_grad()

@@ -166,7 +166,8 @@ def _distil_checked(net, fold, teacher: nn.Module, generator, settings) -> None:
     if net.source_ == "start":  # w_φ keeps its start, w ≈ 1
         return
     start = copy.deepcopy(net.net.state_dict())
-    net.distil_ = distil(net, generator, teacher, int(settings.distil_size), int(settings.distil_epochs))
+    net.distil_ = distil(net, generator, teacher, int(settings.distil_size), int(settings.distil_epochs),
+                         patience=settings.distil_patience)
     net.distil_["val_emd"] = fold.val.score(weigh_with(net), net.m)
     own = fold.check.scores(weigh_with(net), net.m)
     net.distil_["check_parts"] = own

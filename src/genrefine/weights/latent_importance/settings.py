@@ -39,7 +39,9 @@ class LatentImportanceSettings:
         calibrate: k-means cells on which every candidate is also offered calibrated (0: off).
         transport: passes of transport weights (0: off), chunks of ``transport_chunk`` rows,
             regressed for ``transport_epochs`` epochs.
-    Distillation: ``distil_size`` prior draws, ``distil_epochs`` epochs.
+    Distillation: ``distil_size`` prior draws, at most ``distil_epochs`` epochs, stopped when
+        ``distil_size / 10`` held-out draws stop improving for ``distil_patience`` epochs
+        (None: every epoch runs).
     """
 
     epochs: int = 20
@@ -67,6 +69,7 @@ class LatentImportanceSettings:
     transport_epochs: int = 30
     distil_size: int = 200_000
     distil_epochs: int = 30
+    distil_patience: int | None = 3
 
     @classmethod
     def from_kwargs(cls, settings: dict) -> "LatentImportanceSettings":
@@ -90,9 +93,10 @@ class LatentImportanceSettings:
         for name in ("epochs", "warmup"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {getattr(self, name)!r}")
-        if self.patience is not None and (isinstance(self.patience, bool) or int(self.patience) != self.patience
-                                          or int(self.patience) < 1):
-            raise ValueError(f"patience must be None or a whole number >= 1, got {self.patience!r}")
+        for name in ("patience", "distil_patience"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or int(v) != v or int(v) < 1):
+                raise ValueError(f"{name} must be None or a whole number >= 1, got {v!r}")
         if self.ema is not None and not 0 <= self.ema < 1:
             raise ValueError(f"ema must be None or a decay in [0, 1), got {self.ema!r}")
         if self.inputs not in ("latent", "data"):
