@@ -193,13 +193,14 @@ def main(argv=None) -> int:
     net, held, accuracy = feature_net(args.seed)
     path = os.path.join(args.docs, "image_bar.json")
     doc = json.load(open(path)) if os.path.exists(path) else {"families": {}}
-    doc.update(command="python benchmarks/image_bar.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    command = "python benchmarks/image_bar.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    doc.update(command="python benchmarks/image_bar.py [--families F,...] (each family's own command is in the JSON)",
                repeats=args.repeats, eval_n=args.eval_n, feature_accuracy=accuracy,
                floor=floor(net, held, args.eval_n, args.repeats, args.seed))
     for fam in filter(None, args.families.split(",")):
         t0 = time.perf_counter()
         res = evaluate(os.path.join(args.runs, f"mnist_{fam}"), net, held, args.eval_n, args.repeats, args.seed)
-        doc["families"][fam] = {**res, "seconds": time.perf_counter() - t0}
+        doc["families"][fam] = {**res, "seconds": time.perf_counter() - t0, "command": command}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
         atomic_write_text(os.path.join(args.docs, "image_bar.md"), render(doc))
         print(fam, json.dumps({m: r.get("meets_bar") for m, r in res["methods"].items()}), res["failed"], flush=True)
