@@ -70,7 +70,7 @@ def feature_net(seed: int) -> tuple[FeatureNet, np.ndarray, float]:
     return net, held, round(float((net.classes_[predicted] == y_held).mean()), 4)
 
 
-def samplers(run: str, user_model=None) -> dict:
+def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE) -> dict:
     """``{method: draw(n) -> (images, weights or None)}`` of a saved run's base and of its
     classifier's weights: the base's images weighted (``dctr``), SIR, latent rejection.
     ``user_model`` is the user's module when the run was built on one (its weights are filled
@@ -86,7 +86,7 @@ def samplers(run: str, user_model=None) -> dict:
         return x.numpy(), clf.weight(x).numpy()
 
     def rejection(n):
-        sampler = LatentRejectionSampler(target, progress=False, max_proposals=MAX_PROPOSALS_PER_IMAGE * n)
+        sampler = LatentRejectionSampler(target, progress=False, max_proposals=max_per_image * n)
         return base.generate(sampler.sample(n)).numpy(), None
     return {"base": lambda n: (base.sample(n).numpy(), None), "dctr": weighted,
             "sir": lambda n: (base.generate(SIRSampler(target, n_candidates=10).sample(n)).numpy(), None),
@@ -94,11 +94,11 @@ def samplers(run: str, user_model=None) -> dict:
 
 
 def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, seed: int,
-             user_model=None) -> dict:
+             user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE) -> dict:
     """Every method's scores per evaluation (paired on the truth rows), then summarised."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    draws, rows, failed = samplers(run, user_model), {}, {}
+    draws, rows, failed = samplers(run, user_model, max_per_image), {}, {}
     truth_f = net.features(held)
     for r in range(repeats):
         t = truth_f[rng.choice(len(truth_f), n, replace=False)]
@@ -187,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--eval-n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-proposals-per-image", type=int, default=MAX_PROPOSALS_PER_IMAGE,
+                    help="latent rejection is refused beyond this many proposals an image")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -199,7 +201,8 @@ def main(argv=None) -> int:
                floor=floor(net, held, args.eval_n, args.repeats, args.seed))
     for fam in filter(None, args.families.split(",")):
         t0 = time.perf_counter()
-        res = evaluate(os.path.join(args.runs, f"mnist_{fam}"), net, held, args.eval_n, args.repeats, args.seed)
+        res = evaluate(os.path.join(args.runs, f"mnist_{fam}"), net, held, args.eval_n, args.repeats, args.seed,
+                       max_per_image=args.max_proposals_per_image)
         doc["families"][fam] = {**res, "seconds": time.perf_counter() - t0, "command": command}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
         atomic_write_text(os.path.join(args.docs, "image_bar.md"), render(doc))
