@@ -173,7 +173,8 @@ def render(doc: dict, title: str = "Issue 23's bar on MNIST, with intervals") ->
                          f"{delta} | {bar} |")
         for m, why in res["failed"].items():
             lines.append(f"| {fam} | {m} | refused: {why} | | | | | | |")
-    return "\n".join(lines) + "\n"
+    commands = [f"- {fam}: `{res['command']}`" for fam, res in doc["families"].items() if "command" in res]
+    return "\n".join(lines + ([""] + commands if commands else [])) + "\n"
 
 
 def _pm(d: dict, digits: int = 1) -> str:
