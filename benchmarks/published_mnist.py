@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--eval-n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--max-proposals-per-image", type=int, default=image_bar.MAX_PROPOSALS_PER_IMAGE,
+                    help="latent rejection is refused beyond this many proposals an image")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
     models = args.models.split(",")
@@ -99,7 +101,8 @@ def main(argv=None) -> int:
         sha = convert(os.path.join(args.weights, src), os.path.join(store, dst))
         run, record = refine(model, args.seed)
         t0 = time.perf_counter()
-        res = image_bar.evaluate(run, net, held, args.eval_n, args.repeats, args.seed, user_model=factory())
+        res = image_bar.evaluate(run, net, held, args.eval_n, args.repeats, args.seed, user_model=factory(),
+                                 max_per_image=args.max_proposals_per_image)
         doc["families"][f"published-{model}"] = {**res, **record, "weights_file": src, "weights_sha256": sha,
                                                  "eval_seconds": time.perf_counter() - t0}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
