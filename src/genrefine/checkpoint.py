@@ -114,7 +114,6 @@ def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) ->
     return path
 
 
-
 def save_with_record(prefix: str, record: dict, tensors: dict[str, torch.Tensor], key: str,
                      digest: Callable[[dict[str, torch.Tensor]], str] = tensor_digest) -> None:
     """``<prefix>.safetensors`` holding ``tensors`` and, in its metadata under ``key``, ``record``
@@ -152,6 +151,7 @@ def load_with_record(prefix: str, key: str, what: str, device: str | torch.devic
     if "sha256" in record and digest({k: v.cpu() for k, v in tensors.items()}) != record["sha256"]:
         raise ValueError(f"{path}: {what}'s tensors do not match their recorded hash (file altered)")
     return record, tensors
+
 
 def _read_meta(path: str) -> dict:
     cfg_path = os.path.join(path, CONFIG_FILE)
