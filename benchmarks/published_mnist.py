@@ -55,7 +55,8 @@ def convert(src: str, dst: str) -> str:
     tmp = dst + ".tmp"
     save_file({k: v.contiguous() for k, v in state.items()}, tmp)
     os.replace(tmp, dst)
-    return hashlib.sha256(open(src, "rb").read()).hexdigest()
+    with open(src, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
 
 
 def refine(model: str, seed: int) -> tuple[str, dict]:

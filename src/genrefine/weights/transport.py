@@ -131,14 +131,17 @@ def regress_epochs(net: nn.Module, x: Tensor, target: Tensor, epochs: int, batch
 
     With ``val = (x_val, target_val)``, rows the fit never trains on, training stops once the
     held-out error has not fallen by 1% of its best for ``patience`` epochs, and ``net`` keeps
-    the weights of its best epoch (``net.regress_`` records the epochs run and the best one)."""
+    the weights of its best epoch. ``net.regress_`` records the epochs run, and with ``val`` the
+    best epoch and its held-out error."""
     for p in net.parameters():
         p.requires_grad_(True)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n_b = max(1, len(target) // int(batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, int(epochs) * n_b)
     best_err, best_epoch, best_state, last_gain = math.inf, -1, None, -1  # last_gain: last 1% gain
+    ran = 0
     for epoch in range(int(epochs)):
+        ran = epoch + 1
         net.train()
         perm = torch.randperm(len(target), device=x.device)
         for b in range(n_b):
@@ -155,9 +158,10 @@ def regress_epochs(net: nn.Module, x: Tensor, target: Tensor, epochs: int, batch
                 best_err, best_epoch, best_state = err, epoch, {k: v.clone() for k, v in net.state_dict().items()}
             if epoch - last_gain >= int(patience):
                 break
+    net.regress_ = {"epochs_run": ran}
     if best_state is not None:
         net.load_state_dict(best_state)
-        net.regress_ = {"epochs_run": epoch + 1, "best_epoch": best_epoch + 1, "val_mse": best_err}
+        net.regress_.update(best_epoch=best_epoch + 1, val_mse=best_err)
     net.eval()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -45,8 +45,8 @@ def distil(student: nn.Module, generator, teacher: nn.Module, n: int, epochs: in
         target = _read(teacher, z, xg, student.m)
     val = (z[n:], target[n:]) if n_val else None
     regress_epochs(student, z[:n], target[:n], epochs, batch_size, val=val, patience=patience or 0)
-    run = getattr(student, "regress_", {}).get("epochs_run", epochs)
-    return {**agreement(student, generator, teacher, n), "n": n, "epochs": epochs, "epochs_run": run}
+    return {**agreement(student, generator, teacher, n), "n": n, "epochs": epochs,
+            "epochs_run": student.regress_["epochs_run"]}
 
 
 @torch.no_grad()
