@@ -31,12 +31,17 @@ class LatentTarget:
             in z when ``differentiable`` is True (HMC, Langevin, gradient ascent need it).
         differentiable: whether ``log_weight`` can be differentiated.
         bound: an upper bound of w(z) if one is known (rejection uses it), else None.
+        envelope: ``z -> (lo, hi)`` with ``lo <= log_weight(z) <= hi`` wherever it is called
+            (``-inf``/``+inf`` where it does not know), cheaper than ``log_weight``; latent
+            rejection then evaluates the weight only where the bounds leave its decision open
+            (:mod:`genrefine.samplers.squeeze`). None: every weight is evaluated.
     """
 
     prior: Distribution
     log_weight: Callable[[Tensor], Tensor]
     differentiable: bool = True
     bound: float | None = None
+    envelope: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
     @property
     def dim(self) -> int:

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from genrefine import distributed
 from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
 from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
+from genrefine.samplers.squeeze import squeeze_decisions
 from genrefine.timing import timed
 from genrefine.validation import check_positive
 
@@ -169,8 +170,9 @@ def _duration(seconds: float) -> str:
 
 def thin(log_a: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     """One round of the accept rule without the loop: the rows of ``tensors`` kept with
-    probability ``exp(log_a)`` (the same draws :func:`accept_loop` makes)."""
-    keep = torch.rand_like(log_a).log() < log_a
+    probability ``exp(log_a)`` (the same draws :func:`accept_loop` makes). A boolean ``log_a``
+    is a decision already taken (a ``draw`` that drew its own uniforms): its rows are kept."""
+    keep = log_a if log_a.dtype == torch.bool else torch.rand_like(log_a).log() < log_a
     return tuple(t[keep] for t in tensors)
 
 
@@ -239,8 +241,10 @@ class LatentRejectionSampler(LatentSampler):
         # The first batch is the pilot (bound unknown) or a batch sized for n (bound known).
         first = self.pilot_size if bound is None else min(self.batch_size, max(2 * n, 4096))
         score = _BoundedWeights(self.target, bound, self.safety, self.pilot_size)
+        draw = (proposals(self.target.prior, score) if self.target.envelope is None
+                else squeezed_proposals(self.target.prior, score))
         (z,), info = accept_loop_with_info(
-            proposals(self.target.prior, score), n, sizes=_running_rate_batches(first, self.batch_size),
+            draw, n, sizes=_running_rate_batches(first, self.batch_size),
             batch_size=self.batch_size, max_rounds=self.max_rounds + 1, max_proposals=self.max_proposals,
             who=self.name, progress=self.progress)
         warn_non_finite(score.non_finite, info.drawn, self.name, stacklevel=4)
@@ -284,23 +288,43 @@ class _BoundedWeights:
     def __call__(self, z: Tensor) -> tuple[Tensor]:
         log_w, bad = _log_weight_and_non_finite(self.target, z)
         self.non_finite += bad
-        self.proposals += len(z)
         if self.first is None:
             self.first = weight_diagnostics(log_w.double().exp())
             if self.log_bound is None:
                 _check_some_positive(log_w, len(z))
                 # under torchrun every rank rejects under the same bound: the largest pilot's
                 self.log_bound = distributed.agree_max(float(log_w.max())) + math.log(self.safety)
-        top = float(log_w.max()) if len(log_w) else -math.inf
+        # log U < log w - log M  <=>  U < w / M; w = 0 (log w = -inf) never passes.
+        return (self._tally(log_w - self.log_bound, len(z)),)
+
+    def _tally(self, ratio: Tensor, drawn: int, top: float = -math.inf) -> Tensor:
+        """Count ``drawn`` proposals and those of ``ratio`` (their ``log w - log M``) above the
+        bound; ``top`` is a lower bound of the largest ``ratio`` of the proposals not in it."""
+        self.proposals += drawn
+        top = max(top, float(ratio.max()) if len(ratio) else -math.inf)
         # with a known bound, give up once a pilot's worth of proposals all had w = 0
         self.some_positive = self.some_positive or top > -math.inf
         if not self.some_positive and self.proposals >= self.pilot_size:
-            _check_some_positive(log_w, self.proposals)
-        # log U < log w - log M  <=>  U < w / M; w = 0 (log w = -inf) never passes.
-        ratio = log_w - self.log_bound
-        if top > self.log_bound:
+            _check_some_positive(ratio, self.proposals)
+        if top > 0:
             self.exceeding += int((ratio > 0).sum())
-        return (ratio,)
+        return ratio
+
+    def decide(self, z: Tensor, log_u: Tensor) -> Tensor:
+        """Which proposals rejection keeps (``log U < log w - log M``), evaluating ``w`` only
+        where ``target.envelope`` leaves it open or ``w`` may pass the bound (counted). The
+        first batch evaluates every weight (its summary, and the pilot's bound)."""
+        if self.first is None:
+            return log_u < self(z)[0]
+        lo, hi = self.target.envelope(z)
+        keep, open_ = squeeze_decisions(log_u + self.log_bound, lo, hi)
+        open_ |= hi > self.log_bound
+        rows = open_.nonzero().squeeze(1)
+        log_w, bad = _log_weight_and_non_finite(self.target, z.index_select(0, rows))
+        self.non_finite += bad
+        top = -math.inf if self.some_positive else float(lo.max()) - self.log_bound
+        ratio = self._tally(log_w - self.log_bound, len(z), top)
+        return keep.index_put_((rows,), log_u.index_select(0, rows) < ratio)
 
 
 def _running_rate_batches(first: int, batch_size: int) -> Callable[[int, int, int], int]:
@@ -382,6 +406,17 @@ def proposals(proposal: Distribution, score):
         y = proposal.sample((m,))
         log_a, *extra = score(y)
         return (log_a, y, *extra)
+    return draw
+
+
+def squeezed_proposals(proposal: Distribution, score: _BoundedWeights):
+    """:func:`proposals` for latent rejection with an envelope: ``m`` draws ``y`` and their
+    uniforms (drawn as :func:`thin` would draw them, so the samples are those of
+    :func:`proposals`), decided by :meth:`_BoundedWeights.decide`; returns ``(keep, y)``."""
+    def draw(m: int):
+        y = proposal.sample((m,))
+        log_u = torch.rand(m, dtype=y.dtype, device=y.device).log()
+        return score.decide(y, log_u), y
     return draw
 
 

@@ -1,0 +1,90 @@
+"""Tabulated bounds of a latent log-weight, the *squeeze* of rejection sampling.
+
+Rejection keeps a proposal ``z`` when ``log U < log w(z) - log M``. Where ``lo <= log w <= hi`` is
+known for the cell of a grid that holds ``z``, ``log U < lo - log M`` accepts and
+``log U >= hi - log M`` rejects without evaluating ``w``; only the proposals between the two
+need the weight network (Marsaglia's squeeze). The decisions, and so the samples, are those
+of evaluating ``w`` everywhere. A grid pays off in few latent dimensions, where small cells
+are affordable: :data:`GRID_CELLS` cells in all, at most :data:`MAX_DIM` dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+#: the grid's cells in all (its memory: two float32 tables of this many entries)
+GRID_CELLS = 1 << 14
+#: most latent dimensions a grid is built for (cells per axis: GRID_CELLS ** (1 / d))
+MAX_DIM = 2
+#: the grid spans the prior's mean ± this many standard deviations per axis; proposals outside
+#: it are evaluated
+SPAN_SIGMAS = 5.0
+#: how much wider than its cell (a fraction of its width) each bounded box is
+CELL_PAD = 1e-3
+#: cells bounded per call while the table is built
+BUILD_CHUNK = 2048
+
+
+class GridEnvelope:
+    """``lo(z) <= log w(z) <= hi(z)`` by table lookup on a regular grid of the latent box.
+
+    Args:
+        bounds: ``(center (k, d), half (d,)) -> (lo (k,), hi (k,))``, guaranteed bounds of
+            ``log w`` over each box, wide enough to hold ``log w`` as the weight's own pass
+            rounds it (for example from :func:`genrefine.nn.mlp_bounds` plus a margin).
+        low, high: the grid's corners, shape ``(d,)``.
+        cells: cells in all (``cells ** (1 / d)`` per axis, rounded down).
+
+    Outside the grid the bounds are ``(-inf, +inf)``: such proposals are always evaluated.
+
+    Example:
+        >>> env = GridEnvelope(bounds, low=-5 * torch.ones(2), high=5 * torch.ones(2))
+        >>> lo, hi = env(z)
+    """
+
+    def __init__(self, bounds: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], low: Tensor, high: Tensor,
+                 cells: int = GRID_CELLS) -> None:
+        low, high = low.double(), high.double()
+        d = len(low)
+        k = self.per_axis = max(1, int(math.floor(cells ** (1.0 / d) + 1e-9)))
+        width = (high - low) / k
+        axes = [torch.arange(k, device=low.device, dtype=torch.float64) for _ in range(d)]
+        center = low + (torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, d) + 0.5) * width
+        # each box a little wider than its cell: a point the float32 lookup rounds into a
+        # neighbouring cell still lies in that cell's box
+        parts = [bounds(c, width / 2 * (1 + CELL_PAD)) for c in center.split(BUILD_CHUNK)]  # cache-sized pieces
+        inner = [torch.cat(p).float().reshape((k,) * d) for p in zip(*parts)]
+        # a border of cells that know nothing, (-inf, +inf), takes every point outside the grid
+        self.table = torch.stack([torch.nn.functional.pad(t, (1, 1) * d, value=v).nan_to_num(nan=v, posinf=math.inf, neginf=-math.inf)
+                                  for t, v in zip(inner, (-math.inf, math.inf))], -1).reshape(-1, 2)
+        self.scale = (1 / width).float()
+        self.shift = (1 - low / width).float()  # cell i of the grid is row i + 1 of the table
+        self.strides = torch.tensor([float((k + 2) ** (d - 1 - i)) for i in range(d)], device=low.device)
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        pos = torch.addcmul(self.shift, z, self.scale).floor_().clamp_(0, self.per_axis + 1)
+        return self.table[(pos @ self.strides).long()].unbind(-1)
+
+
+def prior_box(prior: Distribution, sigmas: float = SPAN_SIGMAS) -> tuple[Tensor, Tensor] | None:
+    """``mean ± sigmas x stddev`` of ``prior`` per axis, or None where the distribution does not
+    say (then no grid is built)."""
+    try:
+        mean, std = prior.mean, prior.stddev
+    except NotImplementedError:
+        return None
+    if mean.ndim != 1 or not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        return None
+    return mean - sigmas * std, mean + sigmas * std
+
+
+def squeeze_decisions(log_u: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """``(accept, undecided)``: the proposals the bounds accept outright (``log U < lo``) and
+    those they cannot decide (``lo <= log U < hi``); ``log_u`` is ``log U + log M``."""
+    accept = log_u < lo
+    return accept, (log_u < hi) ^ accept  # accept implies log U < hi, as lo <= hi
