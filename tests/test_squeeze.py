@@ -11,6 +11,7 @@ from torch.distributions import Independent, Normal
 
 from genrefine.nn import mlp, mlp_bounds
 from genrefine.samplers.base import LatentTarget
+from genrefine.samplers import rejection
 from genrefine.samplers.rejection import LatentRejectionSampler
 from genrefine.samplers.squeeze import GridEnvelope
 from genrefine.weights.latent_importance.network import LatentImportanceNetwork
@@ -92,7 +93,8 @@ def prior2():
 
 @pytest.mark.filterwarnings("ignore:rejection.*above the bound")
 @pytest.mark.parametrize("bound", [3.0, 1.5])
-def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound):
+def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound, monkeypatch):
+    monkeypatch.setattr(rejection, "SQUEEZE_MIN_BATCH", 10_000)
     w = shaped_w_phi()
     target = dataclasses.replace(w.target(prior2()), bound=bound)
     assert target.envelope is not None
@@ -110,6 +112,16 @@ def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound):
         assert d_s["n_exceeding"] > 0
     # after the first batch, only the proposals the bounds cannot decide were evaluated
     assert sum(calls[1:]) < 0.3 * (d_s["proposals"] - calls[0])
+
+
+def test_small_batches_are_evaluated_in_full():
+    w = shaped_w_phi()
+    looked_up = []
+    target = w.target(prior2())
+    target = dataclasses.replace(target, envelope=lambda z: looked_up.append(len(z)) or target.envelope(z))
+    torch.manual_seed(0)
+    LatentRejectionSampler(target, progress=False).run(5000)
+    assert looked_up == []
 
 
 def test_the_envelope_follows_a_change_of_the_weights():

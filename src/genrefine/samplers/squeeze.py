@@ -60,15 +60,20 @@ class GridEnvelope:
         parts = [bounds(c, width / 2 * (1 + CELL_PAD)) for c in center.split(BUILD_CHUNK)]  # cache-sized pieces
         inner = [torch.cat(p).float().reshape((k,) * d) for p in zip(*parts)]
         # a border of cells that know nothing, (-inf, +inf), takes every point outside the grid
-        self.table = torch.stack([torch.nn.functional.pad(t, (1, 1) * d, value=v).nan_to_num(nan=v, posinf=math.inf, neginf=-math.inf)
-                                  for t, v in zip(inner, (-math.inf, math.inf))], -1).reshape(-1, 2)
+        self.lo, self.hi = (torch.nn.functional.pad(t, (1, 1) * d, value=v).reshape(-1)
+                            .nan_to_num(nan=v, posinf=math.inf, neginf=-math.inf)
+                            for t, v in zip(inner, (-math.inf, math.inf)))
         self.scale = (1 / width).float()
         self.shift = (1 - low / width).float()  # cell i of the grid is row i + 1 of the table
-        self.strides = torch.tensor([float((k + 2) ** (d - 1 - i)) for i in range(d)], device=low.device)
+        self.strides = [(k + 2) ** (d - 1 - i) for i in range(d)]
 
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        pos = torch.addcmul(self.shift, z, self.scale).floor_().clamp_(0, self.per_axis + 1)
-        return self.table[(pos @ self.strides).long()].unbind(-1)
+        # truncation is the floor on the clamped (non-negative) positions
+        pos = torch.addcmul(self.shift, z, self.scale).clamp_(0, self.per_axis + 1.5).to(torch.int32)
+        cell = pos[:, -1]
+        for i, stride in enumerate(self.strides[:-1]):
+            cell = cell + pos[:, i] * stride
+        return self.lo.index_select(0, cell), self.hi.index_select(0, cell)
 
 
 def prior_box(prior: Distribution, sigmas: float = SPAN_SIGMAS) -> tuple[Tensor, Tensor] | None:
