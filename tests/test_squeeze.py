@@ -2,6 +2,7 @@
 rejection that evaluates the weight only where the bounds leave the decision open."""
 
 import dataclasses
+import importlib
 import math
 
 import pytest
@@ -94,7 +95,7 @@ def prior2():
 @pytest.mark.filterwarnings("ignore:rejection.*above the bound")
 @pytest.mark.parametrize("bound", [3.0, 1.5])
 def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound, monkeypatch):
-    monkeypatch.setattr(rejection, "SQUEEZE_MIN_BATCH", 10_000)
+    monkeypatch.setattr(rejection, "SQUEEZE_MIN_ROWS", 10_000)
     w = shaped_w_phi()
     target = dataclasses.replace(w.target(prior2()), bound=bound)
     assert target.envelope is not None
@@ -139,3 +140,48 @@ def test_the_envelope_follows_a_change_of_the_weights():
 def test_no_envelope_for_latents_beyond_the_grid():
     w = LatentImportanceNetwork(5)
     assert w.target(Independent(Normal(torch.zeros(5), torch.ones(5)), 1)).envelope is None
+
+
+def refined_with_two_rejection_steps():
+    """A refined generator whose refiner GAN and data step both reject, with students set by
+    hand (random, scaled so that both steps accept some and reject some)."""
+    from genrefine.generators import RealNVPGenerator
+    from genrefine.refine import RefinedGenerator
+    from genrefine.samplers.data_rejection import DataRejection
+    from genrefine.samplers.refiner_gan import RefinerGAN
+
+    torch.manual_seed(2)
+    base = RealNVPGenerator(2, transforms=1, hidden=(8,)).freeze()
+    phi = RefinerGAN(2, aux_dim=4, hidden=8, layers=1, drs_hidden=16, drs_layers=2)
+    step = DataRejection(2, hidden=8, layers=2)
+    with torch.no_grad():
+        phi.student[-1].weight.mul_(6.0)
+        phi.drs_state.copy_(torch.tensor([0.2, math.log(0.7)]))
+        step.student[-1].weight.mul_(6.0)
+        step.state.copy_(torch.tensor([0.1, math.log(0.6)]))
+        step.loc.copy_(torch.tensor([0.3, -0.2]))
+        step.scale.copy_(torch.tensor([1.5, 0.4]))
+    return RefinedGenerator(base, phi.freeze(), step).freeze()
+
+
+def test_refined_generator_with_the_squeeze_draws_the_samples_of_full_evaluation(monkeypatch):
+    refine_module = importlib.import_module("genrefine.refine")  # the package's `refine` is the function
+    refiner_gan_module = importlib.import_module("genrefine.samplers.refiner_gan")
+
+    rg = refined_with_two_rejection_steps()
+    rows = {"latent": 0, "data": 0}
+    rg.refiner.student.register_forward_hook(lambda m, i, o: rows.__setitem__("latent", rows["latent"] + len(o)))
+    rg.data_rejection.student.register_forward_hook(lambda m, i, o: rows.__setitem__("data", rows["data"] + len(o)))
+    out = {}
+    for name, least in (("full", 10 ** 12), ("squeeze", 10_000)):
+        monkeypatch.setattr(refine_module, "SQUEEZE_MIN_ROWS", least)
+        monkeypatch.setattr(refiner_gan_module, "SQUEEZE_MIN_ROWS", least)
+        rg.sample(10)  # the tables are built outside the count
+        rows.update(latent=0, data=0)
+        torch.manual_seed(4)
+        out[name] = (rg.sample_with_latents(150_000), dict(rows))
+    (ys, xs), seen = out["squeeze"][0], out["squeeze"][1]
+    (yf, xf), full = out["full"][0], out["full"][1]
+    assert torch.equal(ys, yf) and torch.equal(xs, xf)
+    # the students ran on a small part of what they decide
+    assert seen["latent"] < 0.3 * full["latent"] and seen["data"] < 0.3 * full["data"]

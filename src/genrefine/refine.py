@@ -14,6 +14,7 @@ from genrefine.generators.base import Generator, build_generator, generator_spec
 from genrefine.samplers.data_rejection import DataRejection
 from genrefine.samplers.rejection import (CANDIDATE_BATCH, DATA_STUDENT_STEPS, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK,
                                          RejectionPrior, accept_loop)
+from genrefine.samplers.squeeze import SQUEEZE_MIN_ROWS, squeezed_keep
 from genrefine.validation import check_array, check_count
 
 
@@ -81,15 +82,21 @@ class RefinedGenerator(Generator):
         """At most ``m`` candidates ``(log a(x), y, x)``: ``m`` draws of the refiner's proposal,
         thinned by its own rejection step before the base runs (so the base runs only on the
         survivors), then scored by the data rejection step (``log a = 0`` without one). Each part
-        runs in its own chunk size unless ``batch_size`` is given."""
+        runs in its own chunk size unless ``batch_size`` is given. A large batch whose data step
+        can be tabulated comes decided, ``(keep, y, x)`` (:mod:`genrefine.samplers.squeeze`)."""
         la, y, z = self.refiner.propose(m, batch_size)
-        keep = torch.rand(len(la), device=la.device).log() < la
+        keep = la if la.dtype == torch.bool else torch.rand(len(la), device=la.device).log() < la
         if not bool(keep.all()):
             y, z = y[keep], z[keep]
         x = self.base.generate(z, batch_size)
         if not self.rejects_data:
             return x.new_zeros(len(x)), y, x
-        return torch.cat([self.data_rejection.log_accept(c) for c in x.split(int(batch_size or SMALL_NET_CHUNK))]), y, x
+        chunk = int(batch_size or SMALL_NET_CHUNK)
+        envelope = self.data_rejection.envelope() if len(x) >= SQUEEZE_MIN_ROWS else None
+        if envelope is not None:  # decided here, with the uniforms thin would draw
+            log_u = torch.rand(len(x), dtype=x.dtype, device=x.device).log()
+            return squeezed_keep(log_u, x, self.data_rejection.log_accept, envelope, chunk), y, x
+        return torch.cat([self.data_rejection.log_accept(c) for c in x.split(chunk)]), y, x
 
     @torch.no_grad()
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:

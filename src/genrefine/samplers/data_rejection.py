@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from genrefine.samplers.rejection import DATA_STUDENT_STEPS, check_bound_args, quantile_bound
 from genrefine.nn import mlp
+from genrefine.samplers.squeeze import MAX_DIM, SPAN_SIGMAS, TabulatedBounds, student_bounds
 from genrefine.training import regress
 
 
@@ -85,6 +86,20 @@ class DataRejection(nn.Module):
         if not self.fitted:
             return torch.zeros(len(x), device=x.device)
         return (self.score(x) - self.state[0]).clamp(max=0.0)
+
+    def envelope(self) -> TabulatedBounds | None:
+        """Bounds of ``log a(x)`` tabulated over ``loc ± 5 scale`` for data of at most
+        ``MAX_DIM`` dimensions (:mod:`genrefine.samplers.squeeze`); None otherwise or unfitted.
+        Built on first use, and again when the student, the bound or the standardisation changes."""
+        if self.dim > MAX_DIM or not self.fitted:
+            return None
+        if getattr(self, "_envelope", None) is None:
+            def bounds(center: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:  # the student reads (x - loc) / scale
+                loc, scale = self.loc.double(), self.scale.double()
+                return student_bounds(self.student, self.state[0])((center - loc) / scale, half / scale)
+            self._envelope = TabulatedBounds(self, bounds, self.loc - SPAN_SIGMAS * self.scale,
+                                             self.loc + SPAN_SIGMAS * self.scale)
+        return self._envelope
 
     def fit(self, classifier: nn.Module, x: Tensor, quantile: float = 0.5, steps: int = DATA_STUDENT_STEPS,
             batch_size: int = 2000, lr: float = 3e-3, progress: bool = True) -> "DataRejection":

@@ -52,6 +52,8 @@ from genrefine.generators.base import Generator, register_family
 from genrefine.samplers.rejection import (CANDIDATE_BATCH, LATENT_STUDENT_STEPS, SMALL_NET_CHUNK, RejectionPrior,
                                          accept_loop, check_bound_args, quantile_bound)
 from genrefine.nn import mlp
+from genrefine.samplers.squeeze import (MAX_DIM, SPAN_SIGMAS, SQUEEZE_MIN_ROWS, TabulatedBounds, squeezed_keep,
+                                        student_bounds)
 from genrefine.training import regress, train_loop
 from genrefine.validation import check_array, check_weights
 
@@ -118,13 +120,34 @@ class RefinerGAN(Generator):
     @torch.no_grad()
     def propose(self, m: int, batch_size: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``m`` candidates ``(log a(y), y, Φ(y))`` with ``y ~ N(0, I)``: Φ and the rejection
-        step's student run once per candidate, chunk by chunk (``log a = 0`` without the step)."""
+        step's student run once per candidate, chunk by chunk (``log a = 0`` without the step).
+        A batch of at least ``SQUEEZE_MIN_ROWS`` candidates of a latent the step can tabulate
+        comes decided instead: ``(keep, y, Φ(y))``, the uniforms drawn here as :func:`thin` would
+        draw them, and the student run only where its tabulated bounds leave ``keep`` open."""
         y = super().prior.sample((int(m),))
+        chunk = int(batch_size or self.chunk_size)
         if not self.rejects:
             z = self.generate(y, batch_size)
             return z.new_zeros(len(z)), y, z
-        out = torch.cat([self._phi_and_log_accept(c) for c in y.split(int(batch_size or self.chunk_size))])
+        envelope = self.envelope() if len(y) >= SQUEEZE_MIN_ROWS else None
+        if envelope is not None:
+            z = self.generate(y, chunk)
+            log_u = torch.rand(len(z), dtype=z.dtype, device=z.device).log()
+            return squeezed_keep(log_u, z, self._log_accept_z, envelope, chunk), y, z
+        out = torch.cat([self._phi_and_log_accept(c) for c in y.split(chunk)])
         return out[:, -1], y, out[:, :-1]
+
+    def envelope(self) -> TabulatedBounds | None:
+        """Bounds of ``log a(z)`` tabulated over ``z ∈ [-5, 5]^N`` (the base latent's box) for
+        latents of at most ``MAX_DIM`` dimensions (:mod:`genrefine.samplers.squeeze`); None
+        otherwise. Built on first use, and again when the student or the bound changes."""
+        if self.data_dim > MAX_DIM:
+            return None
+        if getattr(self, "_envelope", None) is None:
+            span = torch.full((self.data_dim,), SPAN_SIGMAS)
+            self._envelope = TabulatedBounds(self, lambda c, h: student_bounds(self.student, self.drs_state[0])(c, h),
+                                             -span, span)
+        return self._envelope
 
     def _phi_and_log_accept(self, y: Tensor) -> Tensor:
         z = self(y)

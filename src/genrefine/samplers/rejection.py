@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from genrefine import distributed
 from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
 from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
-from genrefine.samplers.squeeze import squeeze_decisions
+from genrefine.samplers.squeeze import SQUEEZE_MIN_ROWS, squeeze_decisions
 from genrefine.timing import timed
 from genrefine.validation import check_positive
 
@@ -315,7 +315,7 @@ class _BoundedWeights:
         where ``target.envelope`` leaves it open or ``w`` may pass the bound (counted). The
         first batch evaluates every weight (its summary, and the pilot's bound), and so does a
         small one (where building the envelope's table would cost more than it saves)."""
-        if self.first is None or len(z) < SQUEEZE_MIN_BATCH:
+        if self.first is None or len(z) < SQUEEZE_MIN_ROWS:
             return log_u < self(z)[0]
         lo, hi = self.target.envelope(z)
         keep, open_ = squeeze_decisions(log_u + self.log_bound, lo, hi)
@@ -326,11 +326,6 @@ class _BoundedWeights:
         top = -math.inf if self.some_positive else float(lo.max()) - self.log_bound
         ratio = self._tally(log_w - self.log_bound, len(z), top)
         return keep.index_put_((rows,), log_u.index_select(0, rows) < ratio)
-
-
-#: the fewest proposals in a batch for latent rejection to decide it with the target's envelope:
-#: the envelope's table takes as long to build as about a million weights take to evaluate
-SQUEEZE_MIN_BATCH = 50_000
 
 
 def _running_rate_batches(first: int, batch_size: int) -> Callable[[int, int, int], int]:

@@ -14,7 +14,7 @@ import math
 from typing import Callable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Distribution
 
 #: the grid's cells in all (its memory: two float32 tables of this many entries)
@@ -24,8 +24,14 @@ MAX_DIM = 2
 #: the grid spans the prior's mean ± this many standard deviations per axis; proposals outside
 #: it are evaluated
 SPAN_SIGMAS = 5.0
+#: the fewest rows a batch needs for its decisions to go through a table: below it every value
+#: is evaluated (a table takes as long to build as about a million values of a small network)
+SQUEEZE_MIN_ROWS = 50_000
 #: how much wider than its cell (a fraction of its width) each bounded box is
 CELL_PAD = 1e-3
+#: relative margin on a network's tabulated bounds: its float32 pass rounds each of its few
+#: hundred sums by about 1e-7 of their magnitude, far inside this
+ROUNDING_MARGIN = 1e-5
 #: cells bounded per call while the table is built
 BUILD_CHUNK = 2048
 
@@ -93,3 +99,48 @@ def squeeze_decisions(log_u: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Te
     those they cannot decide (``lo <= log U < hi``); ``log_u`` is ``log U + log M``."""
     accept = log_u < lo
     return accept, (log_u < hi) ^ accept  # accept implies log U < hi, as lo <= hi
+
+
+class TabulatedBounds:
+    """A :class:`GridEnvelope` of ``bounds`` over the box ``[low, high]``, built on the first
+    call and built again whenever a parameter or buffer of ``owner`` has changed (moved, or
+    modified in place) since. It is the ``envelope`` of the owner's acceptance or weight."""
+
+    def __init__(self, owner: nn.Module, bounds: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], low: Tensor,
+                 high: Tensor) -> None:
+        self.owner, self.bounds, self.low, self.high = owner, bounds, low, high
+        self.key: tuple | None = None
+        self.grid: GridEnvelope | None = None
+
+    def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        key = tuple((t.data_ptr(), t._version) for t in (*self.owner.parameters(), *self.owner.buffers()))
+        if self.grid is None or key != self.key:
+            self.grid = GridEnvelope(self.bounds, self.low.to(z.device), self.high.to(z.device))
+            self.key = key
+        return self.grid(z)
+
+
+def squeezed_keep(log_u: Tensor, x: Tensor, log_a: Callable[[Tensor], Tensor],
+                  envelope: Callable[[Tensor], tuple[Tensor, Tensor]], chunk: int) -> Tensor:
+    """Which rows of ``x`` rejection keeps, ``log U < log a(x)``, evaluating ``log_a`` (in
+    chunks of ``chunk`` rows) only where ``envelope`` leaves the decision open."""
+    lo, hi = envelope(x)
+    keep, open_ = squeeze_decisions(log_u, lo, hi)
+    rows = open_.nonzero().squeeze(1)
+    xs = x.index_select(0, rows)
+    la = torch.cat([log_a(c) for c in xs.split(chunk)]) if len(xs) else log_u.new_zeros(0)
+    return keep.index_put_((rows,), log_u.index_select(0, rows) < la)
+
+
+def student_bounds(net: nn.Sequential, bound: Tensor) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """Bounds over boxes of a rejection step's ``log a = min(0, s - b)``, ``s`` the student MLP
+    ``net`` with one output and ``b`` the bound: :func:`genrefine.nn.mlp_bounds` of ``s``, widened
+    by :data:`ROUNDING_MARGIN` for the student's float32 pass, through the monotone ``min(0, · - b)``."""
+    from genrefine.nn import mlp_bounds
+
+    def bounds(center: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = (b.squeeze(-1) for b in mlp_bounds(net, center, half))
+        margin = ROUNDING_MARGIN * (1 + torch.maximum(lo.abs(), hi.abs()))
+        b = float(bound)
+        return (lo - margin - b).clamp(max=0.0), (hi + margin - b).clamp(max=0.0)
+    return bounds

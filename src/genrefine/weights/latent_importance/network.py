@@ -4,8 +4,6 @@ reweights the latent prior so that ``G#γ_φ`` is closer to the data in Wasserst
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
@@ -13,17 +11,12 @@ from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.nn import mlp, mlp_bounds
 from genrefine.samplers.base import LatentTarget
-from genrefine.samplers.squeeze import MAX_DIM, GridEnvelope, prior_box
+from genrefine.samplers.squeeze import MAX_DIM, ROUNDING_MARGIN, TabulatedBounds, prior_box
 from genrefine.validation import check_array, check_positive
 from genrefine.weights.latent_importance.crossfit import fit_crossfitted
 from genrefine.weights.latent_importance.fold import fit_fold
 from genrefine.weights.latent_importance.selection import CHECK_PARTS, CHECK_SIZE, holdout_sizes, select_single
 from genrefine.weights.latent_importance.settings import LatentImportanceSettings
-
-
-#: relative margin on the tabulated bounds of the network's output: its float32 pass rounds each
-#: of its few hundred sums by about 1e-7 of their magnitude, far inside this
-ROUNDING_MARGIN = 1e-5
 
 
 def _drop_empty_fourier(module, state_dict, prefix, *args) -> None:
@@ -87,29 +80,19 @@ class LatentImportanceNetwork(nn.Module):
         return LatentTarget(prior=prior, log_weight=self.clipped_log_weight, differentiable=True, bound=self.m,
                             envelope=self.envelope(prior))
 
-    def envelope(self, prior) -> Callable[[Tensor], tuple[Tensor, Tensor]] | None:
+    def envelope(self, prior) -> TabulatedBounds | None:
         """Bounds of :meth:`clipped_log_weight` tabulated on a grid of ``prior``'s box (the
         squeeze of latent rejection, :mod:`genrefine.samplers.squeeze`), for latents of at most
-        ``MAX_DIM`` dimensions; None otherwise. The table is built on first use and rebuilt
-        when the parameters or the box change."""
+        ``MAX_DIM`` dimensions; None otherwise."""
         box = prior_box(prior) if self.latent_dim <= MAX_DIM else None
-        if box is None:
-            return None
-
-        def lookup(z: Tensor) -> tuple[Tensor, Tensor]:
-            key = (tuple(p._version for p in self.parameters()), tuple(box[0].tolist()), tuple(box[1].tolist()))
-            if getattr(self, "_envelope_key", None) != key:
-                self._envelope = GridEnvelope(self._log_weight_bounds, *(b.to(self.net[0].weight.device) for b in box))
-                self._envelope_key = key
-            return self._envelope(z)
-        return lookup
+        return None if box is None else TabulatedBounds(self, self._log_weight_bounds, *box)
 
     @torch.no_grad()
     def _log_weight_bounds(self, center: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
-        """Bounds of ``log min(w_φ, m)`` over boxes: the network's (:func:`mlp_bounds`) through
-        the output's ReLU, the clip at ``m`` and the log, each monotone."""
+        """Bounds of ``log min(w_φ, m)`` over boxes: the network's (:func:`mlp_bounds`, widened for
+        its float32 pass) through the output's ReLU, the clip at ``m`` and the log, each monotone."""
         lo, hi = (b.squeeze(-1) for b in mlp_bounds(self.net, center, half))
-        margin = ROUNDING_MARGIN * (1 + torch.maximum(lo.abs(), hi.abs()))  # the float32 pass's rounding
+        margin = ROUNDING_MARGIN * (1 + torch.maximum(lo.abs(), hi.abs()))
         return tuple(torch.log(b.relu().clamp(max=self.m)) for b in (lo - margin, hi + margin))
 
     @torch.no_grad()
