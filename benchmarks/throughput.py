@@ -15,7 +15,9 @@ no start-up: ``gen.sample(n)`` and ``gen.base.sample(n)`` timed in turn, best of
 thread (what "samples per second of the refined generator against the raw one" means without
 the second of start-up that every command pays); the name ``latentrs`` builds latentRS from the
 run's saved ``base`` and ``w_phi`` as a run does. ``--chunks`` times the base in the chunks it
-sizes for itself against the 50,000-row chunks every generator used before.
+sizes for itself against the 50,000-row chunks every generator used before. ``--rates`` also
+times each refined generator without the squeeze (its rejection steps' networks run on every
+candidate), in the same turns, so the gain is measured on the same machine at the same time.
 """
 
 from __future__ import annotations
@@ -87,11 +89,35 @@ def in_process_rates(models: str, names: list[str], n: int) -> dict:
         gen = _latentrs(models) if name == "latentrs" else load_generator(os.path.join(models, name))
         if not hasattr(gen, "base"):
             continue
-        rates = sampling_rates({"raw": gen.base, "refined": gen}, n=n, repeats=5)
-        out[f"{run}/{name}"] = {**rates, "ratio": rates["refined"] / rates["raw"], "n": n,
+        rates = sampling_rates({"raw": gen.base, "refined": gen, "unsqueezed": _Unsqueezed(gen)}, n=n, repeats=5)
+        out[f"{run}/{name}"] = {**rates, "ratio": rates["refined"] / rates["raw"],
+                                "unsqueezed_ratio": rates["unsqueezed"] / rates["raw"], "n": n,
                                 "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
         print(name, json.dumps(out[f"{run}/{name}"]), flush=True)
     return out
+
+
+class _Unsqueezed:
+    """``gen`` sampled with every rejection step evaluating its network on every candidate (no
+    tabulated bounds, :mod:`genrefine.samplers.squeeze`): the same samples, the cost before."""
+
+    MODULES = ("genrefine.samplers.rejection", "genrefine.samplers.refiner_gan", "genrefine.refine")
+
+    def __init__(self, gen) -> None:
+        self.gen, self.device = gen, gen.device
+
+    def sample(self, n: int):
+        import importlib
+
+        mods = [importlib.import_module(m) for m in self.MODULES]
+        saved = [m.SQUEEZE_MIN_ROWS for m in mods]
+        try:
+            for m in mods:
+                m.SQUEEZE_MIN_ROWS = 1 << 62
+            return self.gen.sample(n)
+        finally:
+            for m, v in zip(mods, saved):
+                m.SQUEEZE_MIN_ROWS = v
 
 
 def chunk_rates(models: str, n: int, fixed: int = 50_000) -> dict:
@@ -181,9 +207,14 @@ def _rate_lines(rates: dict) -> list[str]:
             "`python benchmarks/throughput.py --rates --models RUN/models --names laser,laser-flow,latentrs` (the "
             "command of each row is in `docs/throughput.json`): `sample(n)` of each refined generator and "
             "of its base, timed in turn in one process (no start-up), one thread, best of five. The row "
-            "names the run directory the models came from.", "",
-            "| model | n | raw samples / s | refined samples / s | refined ÷ raw |", "|---|---|---|---|---|"]
-    return head + [f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} |"
+            "names the run directory the models came from. *Without the squeeze*: the same refined "
+            "generator, timed in the same turns, with its rejection steps evaluating their networks on "
+            "every candidate (the same samples; `genrefine.samplers.squeeze`).", "",
+            "| model | n | raw samples / s | refined samples / s | refined ÷ raw | without the squeeze ÷ raw |",
+            "|---|---|---|---|---|---|"]
+    return head + [f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} | "
+                   f"{r['unsqueezed_ratio']:.2f} |" if "unsqueezed_ratio" in r else
+                   f"| {name} | {r['n']:.0e} | {r['raw']:.3g} | {r['refined']:.3g} | {r['ratio']:.2f} | - |"
                    for name, r in sorted(rates.items())]
 
 

@@ -113,6 +113,7 @@ def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound, 
         assert d_s["n_exceeding"] > 0
     # after the first batch, only the proposals the bounds cannot decide were evaluated
     assert sum(calls[1:]) < 0.3 * (d_s["proposals"] - calls[0])
+    assert d_s["weights_evaluated"] == sum(calls) and d_f["weights_evaluated"] == d_f["proposals"]
 
 
 def test_small_batches_are_evaluated_in_full():

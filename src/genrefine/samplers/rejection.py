@@ -202,7 +202,9 @@ class LatentRejectionSampler(LatentSampler):
     ``bound_estimated``, ``acceptance_rate``, ``acceptance_probe`` (of the first batch),
     ``low_acceptance`` (whether it warned), ``exceed_fraction`` (proposals with ``w > M``),
     ``n_exceeding``, ``non_finite`` (NaN / inf weights, treated as w = 0, with a warning),
-    ``proposals``, ``rounds``, ``weights`` (:func:`weight_diagnostics` of the first batch) and
+    ``proposals``, ``weights_evaluated`` (proposals whose weight was computed: all of them
+    unless ``target.envelope`` decided some), ``rounds``, ``weights`` (:func:`weight_diagnostics`
+    of the first batch) and
     ``seconds``.
 
     Example:
@@ -260,6 +262,7 @@ class LatentRejectionSampler(LatentSampler):
             "n_exceeding": score.exceeding,
             "non_finite": score.non_finite,
             "proposals": info.drawn,
+            "weights_evaluated": score.evaluated,
             "rounds": info.rounds - 1,
             "weights": score.first,
         }
@@ -282,12 +285,12 @@ class _BoundedWeights:
         self.target, self.safety, self.pilot_size = target, safety, pilot_size
         self.log_bound = None if bound is None else math.log(bound)
         self.first: dict | None = None
-        self.proposals = self.exceeding = self.non_finite = 0
+        self.proposals = self.exceeding = self.non_finite = self.evaluated = 0
         self.some_positive = False
 
     def __call__(self, z: Tensor) -> tuple[Tensor]:
         log_w, bad = _log_weight_and_non_finite(self.target, z)
-        self.non_finite += bad
+        self.non_finite, self.evaluated = self.non_finite + bad, self.evaluated + len(z)
         if self.first is None:
             self.first = weight_diagnostics(log_w.double().exp())
             if self.log_bound is None:
@@ -322,7 +325,7 @@ class _BoundedWeights:
         open_ |= hi > self.log_bound
         rows = open_.nonzero().squeeze(1)
         log_w, bad = _log_weight_and_non_finite(self.target, z.index_select(0, rows))
-        self.non_finite += bad
+        self.non_finite, self.evaluated = self.non_finite + bad, self.evaluated + len(rows)
         top = -math.inf if self.some_positive else float(lo.max()) - self.log_bound
         ratio = self._tally(log_w - self.log_bound, len(z), top)
         return keep.index_put_((rows,), log_u.index_select(0, rows) < ratio)
