@@ -96,6 +96,7 @@ def prior2():
 @pytest.mark.parametrize("bound", [3.0, 1.5])
 def test_rejection_with_the_squeeze_draws_the_samples_of_full_evaluation(bound, monkeypatch):
     monkeypatch.setattr(rejection, "SQUEEZE_MIN_ROWS", 10_000)
+    monkeypatch.setattr(rejection, "SQUEEZE_BUILD_SAMPLES", 50_000)
     w = shaped_w_phi()
     target = dataclasses.replace(w.target(prior2()), bound=bound)
     assert target.envelope is not None
@@ -124,6 +125,17 @@ def test_small_batches_are_evaluated_in_full():
     torch.manual_seed(0)
     LatentRejectionSampler(target, progress=False).run(5000)
     assert looked_up == []
+
+
+def test_a_small_call_builds_no_table_but_uses_one_built(monkeypatch):
+    monkeypatch.setattr(rejection, "SQUEEZE_MIN_ROWS", 10_000)
+    target = shaped_w_phi().target(prior2())
+    torch.manual_seed(0)
+    d = LatentRejectionSampler(target, batch_size=20_000, progress=False).run(30_000)[1]
+    assert not target.envelope.ready and d["weights_evaluated"] == d["proposals"]
+    target.envelope(torch.zeros(1, 2))  # built, as a large call would
+    d = LatentRejectionSampler(target, batch_size=20_000, progress=False).run(30_000)[1]
+    assert target.envelope.ready and d["weights_evaluated"] < 0.5 * d["proposals"]
 
 
 def test_the_envelope_follows_a_change_of_the_weights():

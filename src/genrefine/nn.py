@@ -111,20 +111,17 @@ def mlp_bounds(net: nn.Sequential, center, half):
 
 
 def _relu_form(a0, coef, err, slope: float):
-    """The zonotope through ``f(v) = max(v, slope v)``: ``f`` is linear (gain 1 or ``slope``)
-    where ``v`` keeps its sign over the box; elsewhere ``f(v) = λ v + μ ± ν`` with ``λ`` the chord's
-    gain over ``[l, u]`` and ``[μ - ν, μ + ν]`` the range of ``f(v) - λ v`` there."""
+    """The zonotope through ``f(v) = max(v, slope v)`` (``0 <= slope < 1``): ``f`` is linear (gain
+    1 or ``slope``) where ``v`` keeps its sign over the box. Where it does not (``l < 0 < u``),
+    ``f(v) = λ v + c/2 ± c/2`` on ``[l, u]`` with ``λ = (u - slope l) / (u - l)``, the chord's
+    gain, and ``c = (1 - slope) u (-l) / (u - l)``: ``f(v) - λ v`` is ``c`` at both ends and 0
+    at 0, so its range is ``[0, c]``."""
     import torch
 
     rad = coef.abs().sum(-2) + err
     lo, hi = a0 - rad, a0 + rad
-    f = lambda v: torch.where(v > 0, v, slope * v)  # noqa: E731
-    chord = (f(hi) - f(lo)) / (hi - lo).clamp(min=1e-300)
-    gain = torch.where(lo >= 0, torch.ones_like(lo), torch.where(hi <= 0, torch.full_like(lo, slope), chord))
-    # f(v) - gain v is piecewise linear, so its range over [lo, hi] is set by lo, 0 and hi
-    ends = torch.stack([f(lo) - gain * lo, f(hi) - gain * hi, torch.zeros_like(lo)])
-    g_lo, g_hi = ends.min(0).values, ends.max(0).values
-    stable = (lo >= 0) | (hi <= 0)
-    mid = torch.where(stable, torch.zeros_like(lo), (g_lo + g_hi) / 2)
-    half = torch.where(stable, torch.zeros_like(lo), (g_hi - g_lo) / 2)
-    return gain * a0 + mid, gain[..., None, :] * coef, gain * err + half
+    unstable = (lo < 0) & (hi > 0)
+    span = (hi - lo).clamp(min=1e-300)
+    gain = torch.where(unstable, (hi - slope * lo) / span, torch.where(lo >= 0, 1.0, slope))
+    half = torch.where(unstable, (1 - slope) / 2 * hi * (-lo) / span, 0.0)
+    return gain * a0 + half, gain[..., None, :] * coef, gain * err + half

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from genrefine import distributed
 from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
 from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
-from genrefine.samplers.squeeze import SQUEEZE_MIN_ROWS, squeeze_decisions
+from genrefine.samplers.squeeze import SQUEEZE_BUILD_SAMPLES, SQUEEZE_MIN_ROWS, squeeze_decisions
 from genrefine.timing import timed
 from genrefine.validation import check_positive
 
@@ -243,8 +243,9 @@ class LatentRejectionSampler(LatentSampler):
         # The first batch is the pilot (bound unknown) or a batch sized for n (bound known).
         first = self.pilot_size if bound is None else min(self.batch_size, max(2 * n, 4096))
         score = _BoundedWeights(self.target, bound, self.safety, self.pilot_size)
-        draw = (proposals(self.target.prior, score) if self.target.envelope is None
-                else squeezed_proposals(self.target.prior, score))
+        envelope = self.target.envelope
+        squeeze = envelope is not None and (n >= SQUEEZE_BUILD_SAMPLES or getattr(envelope, "ready", True))
+        draw = squeezed_proposals(self.target.prior, score) if squeeze else proposals(self.target.prior, score)
         (z,), info = accept_loop_with_info(
             draw, n, sizes=_running_rate_batches(first, self.batch_size),
             batch_size=self.batch_size, max_rounds=self.max_rounds + 1, max_proposals=self.max_proposals,

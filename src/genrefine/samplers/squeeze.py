@@ -17,16 +17,23 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-#: the grid's cells in all (its memory: two float32 tables of this many entries)
+#: the grid's cells in all (its memory: two float32 tables of this many entries); a table of
+#: 128 x 128 cells leaves 5-7% of a 2-d refiner's student decisions open (docs/squeeze.md)
 GRID_CELLS = 1 << 14
+#: cells of a latent weight's table: w_φ varies more (25 Gaussians: 36% open at 128 x 128, 15% at
+#: 256 x 256, at 0.08 s and 0.45 s to build)
+WEIGHT_GRID_CELLS = 1 << 16
 #: most latent dimensions a grid is built for (cells per axis: GRID_CELLS ** (1 / d))
 MAX_DIM = 2
 #: the grid spans the prior's mean ± this many standard deviations per axis; proposals outside
 #: it are evaluated
 SPAN_SIGMAS = 5.0
 #: the fewest rows a batch needs for its decisions to go through a table: below it every value
-#: is evaluated (a table takes as long to build as about a million values of a small network)
+#: is evaluated
 SQUEEZE_MIN_ROWS = 50_000
+#: the fewest samples a latent rejection call must be asked for to build a weight's table (it
+#: takes as long as evaluating w_φ about 3 million times); a table already built is always used
+SQUEEZE_BUILD_SAMPLES = 1_000_000
 #: how much wider than its cell (a fraction of its width) each bounded box is
 CELL_PAD = 1e-3
 #: relative margin on a network's tabulated bounds: its float32 pass rounds each of its few
@@ -107,16 +114,23 @@ class TabulatedBounds:
     modified in place) since. It is the ``envelope`` of the owner's acceptance or weight."""
 
     def __init__(self, owner: nn.Module, bounds: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]], low: Tensor,
-                 high: Tensor) -> None:
-        self.owner, self.bounds, self.low, self.high = owner, bounds, low, high
+                 high: Tensor, cells: int = GRID_CELLS) -> None:
+        self.owner, self.bounds, self.low, self.high, self.cells = owner, bounds, low, high, int(cells)
         self.key: tuple | None = None
         self.grid: GridEnvelope | None = None
 
+    def _owner_key(self) -> tuple:
+        return tuple((t.data_ptr(), t._version) for t in (*self.owner.parameters(), *self.owner.buffers()))
+
+    @property
+    def ready(self) -> bool:
+        """Whether the table is built for the owner as it is now (a call costs only the lookup)."""
+        return self.grid is not None and self.key == self._owner_key()
+
     def __call__(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        key = tuple((t.data_ptr(), t._version) for t in (*self.owner.parameters(), *self.owner.buffers()))
-        if self.grid is None or key != self.key:
-            self.grid = GridEnvelope(self.bounds, self.low.to(z.device), self.high.to(z.device))
-            self.key = key
+        if not self.ready:
+            self.grid = GridEnvelope(self.bounds, self.low.to(z.device), self.high.to(z.device), self.cells)
+            self.key = self._owner_key()
         return self.grid(z)
 
 

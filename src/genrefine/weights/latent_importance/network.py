@@ -11,7 +11,7 @@ from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
 from genrefine.nn import mlp, mlp_bounds
 from genrefine.samplers.base import LatentTarget
-from genrefine.samplers.squeeze import MAX_DIM, ROUNDING_MARGIN, TabulatedBounds, prior_box
+from genrefine.samplers.squeeze import MAX_DIM, ROUNDING_MARGIN, WEIGHT_GRID_CELLS, TabulatedBounds, prior_box
 from genrefine.validation import check_array, check_positive
 from genrefine.weights.latent_importance.crossfit import fit_crossfitted
 from genrefine.weights.latent_importance.fold import fit_fold
@@ -85,7 +85,7 @@ class LatentImportanceNetwork(nn.Module):
         squeeze of latent rejection, :mod:`genrefine.samplers.squeeze`), for latents of at most
         ``MAX_DIM`` dimensions; None otherwise."""
         box = prior_box(prior) if self.latent_dim <= MAX_DIM else None
-        return None if box is None else TabulatedBounds(self, self._log_weight_bounds, *box)
+        return None if box is None else TabulatedBounds(self, self._log_weight_bounds, *box, cells=WEIGHT_GRID_CELLS)
 
     @torch.no_grad()
     def _log_weight_bounds(self, center: Tensor, half: Tensor) -> tuple[Tensor, Tensor]:
