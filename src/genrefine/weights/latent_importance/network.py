@@ -63,7 +63,21 @@ class LatentImportanceNetwork(nn.Module):
         return {"latent_dim": self.latent_dim, "hidden": self.hidden, "layers": self.layers, "m": self.m}
 
     def forward(self, z: Tensor) -> Tensor:
-        return torch.relu(self.net(z).squeeze(-1))
+        if torch.is_grad_enabled():
+            return torch.relu(self.net(z).squeeze(-1))
+        return self._forward_no_grad(z)
+
+    def _forward_no_grad(self, z: Tensor) -> Tensor:
+        """The same values as ``self.net`` and the output ReLU, with each layer's bias added by
+        the matrix product and its ReLU applied in place (no intermediate tensors: the
+        rejection samplers evaluate w_φ millions of times)."""
+        h = z
+        for mod in self.net:
+            if isinstance(mod, nn.Linear):
+                h = torch.addmm(mod.bias, h, mod.weight.t())
+            else:
+                h = h.relu_() if isinstance(mod, nn.ReLU) else mod(h)
+        return h.squeeze(-1).relu_()
 
     def log_weight(self, z: Tensor) -> Tensor:
         """``log w_φ(z)`` (``-inf`` where w = 0)."""
