@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-#: the grid's cells in all (its memory: two float32 tables of this many entries); a table of
-#: 128 x 128 cells leaves 5-7% of a 2-d refiner's student decisions open (docs/squeeze.md)
+#: the grid's cells in all (its memory: two float32 tables of this many entries): the share of
+#: decisions left open falls with the cells' width, the time to build grows with their number
+#: (measured in docs/squeeze.md)
 GRID_CELLS = 1 << 14
-#: cells of a latent weight's table: w_φ varies more (25 Gaussians: 36% open at 128 x 128, 15% at
-#: 256 x 256, at 0.08 s and 0.45 s to build)
+#: cells of a latent weight's table: w_φ varies more steeply than a refiner's students
 WEIGHT_GRID_CELLS = 1 << 16
 #: most latent dimensions a grid is built for (cells per axis: GRID_CELLS ** (1 / d))
 MAX_DIM = 2
@@ -31,8 +31,8 @@ SPAN_SIGMAS = 5.0
 #: the fewest rows a batch needs for its decisions to go through a table: below it every value
 #: is evaluated
 SQUEEZE_MIN_ROWS = 50_000
-#: the fewest samples a latent rejection call must be asked for to build a weight's table (it
-#: takes as long as evaluating w_φ about 3 million times); a table already built is always used
+#: the fewest samples a latent rejection call must be asked for to build a weight's table (a
+#: call this large saves about the table's cost); a table already built is always used
 SQUEEZE_BUILD_SAMPLES = 1_000_000
 #: how much wider than its cell (a fraction of its width) each bounded box is
 CELL_PAD = 1e-3
