@@ -173,7 +173,8 @@ def thin(log_a: Tensor, *tensors: Tensor) -> tuple[Tensor, ...]:
     probability ``exp(log_a)`` (the same draws :func:`accept_loop` makes). A boolean ``log_a``
     is a decision already taken (a ``draw`` that drew its own uniforms): its rows are kept."""
     keep = log_a if log_a.dtype == torch.bool else torch.rand_like(log_a).log() < log_a
-    return tuple(t[keep] for t in tensors)
+    rows = keep.nonzero().squeeze(1)  # one index for every tensor (a boolean mask finds it per tensor)
+    return tuple(t.index_select(0, rows) for t in tensors)
 
 
 # --- latent rejection from the prior ----------------------------------------------------------
