@@ -74,9 +74,9 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
 
 
-def in_process_rates(models: str, names: list[str], n: int) -> dict:
-    """``{name: {raw, refined, ratio}}`` samples per second of each saved refined generator and of
-    its base, one thread, best of five alternating calls of ``sample(n)``."""
+def in_process_rates(models: str, names: list[str], n: int, repeats: int = 5) -> dict:
+    """``{name: {raw, refined, ratio, ...}}`` samples per second of each saved refined generator
+    and of its base, one thread, best of ``repeats`` alternating calls of ``sample(n)``."""
     import torch
 
     from genrefine.api import load_generator
@@ -89,9 +89,10 @@ def in_process_rates(models: str, names: list[str], n: int) -> dict:
         gen = _latentrs(models) if name == "latentrs" else load_generator(os.path.join(models, name))
         if not hasattr(gen, "base"):
             continue
-        rates = sampling_rates({"raw": gen.base, "refined": gen, "unsqueezed": _Unsqueezed(gen)}, n=n, repeats=5)
+        rates = sampling_rates({"raw": gen.base, "refined": gen, "unsqueezed": _Unsqueezed(gen)}, n=n,
+                               repeats=repeats)
         out[f"{run}/{name}"] = {**rates, "ratio": rates["refined"] / rates["raw"],
-                                "unsqueezed_ratio": rates["unsqueezed"] / rates["raw"], "n": n,
+                                "unsqueezed_ratio": rates["unsqueezed"] / rates["raw"], "n": n, "repeats": repeats,
                                 "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
         print(name, json.dumps(out[f"{run}/{name}"]), flush=True)
     return out
@@ -206,7 +207,8 @@ def _rate_lines(rates: dict) -> list[str]:
     head = ["", "## Refined against raw, in one process", "",
             "`python benchmarks/throughput.py --rates --models RUN/models --names laser,laser-flow,latentrs` (the "
             "command of each row is in `docs/throughput.json`): `sample(n)` of each refined generator and "
-            "of its base, timed in turn in one process (no start-up), one thread, best of five. The row "
+            "of its base, timed in turn in one process (no start-up), one thread, best of five (or of "
+            "`--repeats`; the json says). The row "
             "names the run directory the models came from. *Without the squeeze*: the same refined "
             "generator, timed in the same turns, with its rejection steps evaluating their networks on "
             "every candidate (the same samples; `genrefine.samplers.squeeze`).", "",
@@ -228,6 +230,7 @@ def main() -> None:
     ap.add_argument("--rates", action="store_true",
                     help="only the in-process rates of the refined models against their bases (no commands)")
     ap.add_argument("--rate-n", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=5, help="--rates: best of this many alternating calls")
     ap.add_argument("--chunks", action="store_true",
                     help="only the base's rate in its measured chunks against 50,000-row chunks")
     args = ap.parse_args()
@@ -240,7 +243,8 @@ def main() -> None:
         render(records, args.docs)
         return
     if args.rates:
-        records.setdefault("rates", {}).update(in_process_rates(args.models, args.names.split(","), args.rate_n))
+        records.setdefault("rates", {}).update(in_process_rates(args.models, args.names.split(","), args.rate_n,
+                                                                     args.repeats))
         atomic_write_text(path, json.dumps(records, indent=1))
         render(records, args.docs)
         return
