@@ -322,13 +322,15 @@ class _BoundedWeights:
         small one (where building the envelope's table would cost more than it saves)."""
         if self.first is None or len(z) < SQUEEZE_MIN_ROWS:
             return log_u < self(z)[0]
-        lo, hi = self.target.envelope(z)
-        keep, open_ = squeeze_decisions(log_u + self.log_bound, lo, hi)
-        open_ |= hi > self.log_bound
+        # the bounds less log M, as the full path subtracts it from log w: where a bound is the
+        # clipped weight itself, both compare the same float32 number with log U
+        lo, hi = (b - self.log_bound for b in self.target.envelope(z))
+        keep, open_ = squeeze_decisions(log_u, lo, hi)
+        open_ |= hi > 0
         rows = open_.nonzero().squeeze(1)
         log_w, bad = _log_weight_and_non_finite(self.target, z.index_select(0, rows))
         self.non_finite, self.evaluated = self.non_finite + bad, self.evaluated + len(rows)
-        top = -math.inf if self.some_positive else float(lo.max()) - self.log_bound
+        top = -math.inf if self.some_positive else float(lo.max())
         ratio = self._tally(log_w - self.log_bound, len(z), top)
         return keep.index_put_((rows,), log_u.index_select(0, rows) < ratio)
 

@@ -103,7 +103,8 @@ def prior_box(prior: Distribution, sigmas: float = SPAN_SIGMAS) -> tuple[Tensor,
 
 def squeeze_decisions(log_u: Tensor, lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
     """``(accept, undecided)``: the proposals the bounds accept outright (``log U < lo``) and
-    those they cannot decide (``lo <= log U < hi``); ``log_u`` is ``log U + log M``."""
+    those they cannot decide (``lo <= log U < hi``), for bounds ``lo <= log a <= hi`` of the
+    acceptance ``a``."""
     accept = log_u < lo
     return accept, (log_u < hi) ^ accept  # accept implies log U < hi, as lo <= hi
 

@@ -107,7 +107,8 @@ class LatentImportanceNetwork(nn.Module):
         its float32 pass) through the output's ReLU, the clip at ``m`` and the log, each monotone."""
         lo, hi = (b.squeeze(-1) for b in mlp_bounds(self.net, center, half))
         margin = ROUNDING_MARGIN * (1 + torch.maximum(lo.abs(), hi.abs()))
-        return tuple(torch.log(b.relu().clamp(max=self.m)) for b in (lo - margin, hi + margin))
+        # the log in float32, as clipped_log_weight takes it: at the clip both give the same number
+        return tuple(torch.log(b.relu().clamp(max=self.m).float()) for b in (lo - margin, hi + margin))
 
     @torch.no_grad()
     def weight(self, z: Tensor, batch_size: int = 100_000) -> Tensor:
