@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from genrefine import distributed
 from genrefine.samplers.base import LatentSampler, LatentTarget, check_count, weight_diagnostics
 from genrefine.samplers.diagnostics import LOW_ACCEPTANCE, warn_non_finite
-from genrefine.samplers.squeeze import SQUEEZE_BUILD_SAMPLES, SQUEEZE_MIN_ROWS, squeeze_decisions
+from genrefine.samplers.squeeze import SQUEEZE_BUILD_SAMPLES, SQUEEZE_MIN_ROWS, settle_open, squeeze_decisions
 from genrefine.timing import timed
 from genrefine.validation import check_positive
 
@@ -326,13 +326,13 @@ class _BoundedWeights:
         # clipped weight itself, both compare the same float32 number with log U
         lo, hi = (b - self.log_bound for b in self.target.envelope(z))
         keep, open_ = squeeze_decisions(log_u, lo, hi)
-        open_ |= hi > 0
-        rows = open_.nonzero().squeeze(1)
-        log_w, bad = _log_weight_and_non_finite(self.target, z.index_select(0, rows))
-        self.non_finite, self.evaluated = self.non_finite + bad, self.evaluated + len(rows)
         top = -math.inf if self.some_positive else float(lo.max())
-        ratio = self._tally(log_w - self.log_bound, len(z), top)
-        return keep.index_put_((rows,), log_u.index_select(0, rows) < ratio)
+
+        def evaluate(rows: Tensor) -> Tensor:
+            log_w, bad = _log_weight_and_non_finite(self.target, z.index_select(0, rows))
+            self.non_finite, self.evaluated = self.non_finite + bad, self.evaluated + len(rows)
+            return self._tally(log_w - self.log_bound, len(z), top)
+        return settle_open(keep, open_ | (hi > 0), log_u, evaluate)
 
 
 def _running_rate_batches(first: int, batch_size: int) -> Callable[[int, int, int], int]:

@@ -139,12 +139,19 @@ def squeezed_keep(log_u: Tensor, x: Tensor, log_a: Callable[[Tensor], Tensor],
                   envelope: Callable[[Tensor], tuple[Tensor, Tensor]], chunk: int) -> Tensor:
     """Which rows of ``x`` rejection keeps, ``log U < log a(x)``, evaluating ``log_a`` (in
     chunks of ``chunk`` rows) only where ``envelope`` leaves the decision open."""
-    lo, hi = envelope(x)
-    keep, open_ = squeeze_decisions(log_u, lo, hi)
+    keep, open_ = squeeze_decisions(log_u, *envelope(x))
+
+    def evaluate(rows: Tensor) -> Tensor:
+        xs = x.index_select(0, rows)
+        return torch.cat([log_a(c) for c in xs.split(chunk)]) if len(xs) else log_u.new_zeros(0)
+    return settle_open(keep, open_, log_u, evaluate)
+
+
+def settle_open(keep: Tensor, open_: Tensor, log_u: Tensor, evaluate: Callable[[Tensor], Tensor]) -> Tensor:
+    """``keep`` with its open rows decided: ``evaluate(rows)`` gives ``log a`` at the row indices
+    ``rows`` of ``open_``, and each is kept where ``log U < log a``."""
     rows = open_.nonzero().squeeze(1)
-    xs = x.index_select(0, rows)
-    la = torch.cat([log_a(c) for c in xs.split(chunk)]) if len(xs) else log_u.new_zeros(0)
-    return keep.index_put_((rows,), log_u.index_select(0, rows) < la)
+    return keep.index_put_((rows,), log_u.index_select(0, rows) < evaluate(rows))
 
 
 def student_bounds(net: nn.Sequential, bound: Tensor) -> Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]:
