@@ -341,3 +341,25 @@ def test_w_phi_without_the_game_keeps_its_start_and_lets_the_teachers_compete(se
     assert w_phi.confirmed_ and w_phi.source_ == "transport weights", (w_phi.candidates_, w_phi.check_emd_)
     z = torch.randn(20_000, 2)
     assert np.corrcoef(w_phi.weight(z).numpy(), true_w(z).numpy())[0, 1] > 0.6
+
+
+def test_discriminator_ratio_is_platt_scaled_from_a_wasserstein_critic(setup):
+    """A WGAN critic's scale is arbitrary: its slope along MU is about 1 (the penalty's Lipschitz
+    constant) where the log ratio's is |MU| = 0.6. With barely any BCE fine-tuning, the held-out
+    Platt scaling alone must bring the odds to the exact ratio; without it they stay off."""
+    from genrefine.weights.discriminator import fine_tune_critic
+
+    gen, data = setup
+    torch.manual_seed(3)
+    critic = fine_tune_critic(Critic(2, 32, 2), gen, data, epochs=4, lr=1e-3, gp_weight=10.0, pool_size=20_000,
+                              progress=False)
+    x = torch.randn(5000, 2) + MU / 2
+    inner = (x - MU / 2).norm(dim=-1) < 1.5
+    errors = {}
+    for calibrate in (False, True):
+        torch.manual_seed(4)
+        disc = DiscriminatorRatio(critic).fit(gen, data, epochs=1, lr=1e-7, gp_weight=0.0, pool_size=20_000,
+                                              select=False, calibrate=calibrate, progress=False)
+        errors[calibrate] = float((disc.log_weight(x) - torch.log(true_w(x)))[inner].abs().mean())
+    assert errors[True] < 0.08, errors
+    assert errors[False] > 0.3, errors

@@ -214,7 +214,8 @@ def fit_critic_ratio(ctx, critic: Critic) -> DiscriminatorRatio:
     disc = ctx.timed("train_discriminator", lambda: DiscriminatorRatio(critic).to(ctx.device).fit(
         ctx.base, ctx.x_train, progress=ctx.progress, checkpoint=ctx.ckpt("discriminator"), **d))
     ctx.diagnostics["discriminator"] = {"selected_epoch": getattr(disc, "selected_epoch_", None),
-                                        "val_emd_history": getattr(disc, "val_emd_history_", None)}
+                                        "val_emd_history": getattr(disc, "val_emd_history_", None),
+                                        "platt_scale": getattr(disc, "platt_", None)}
     return disc
 
 

@@ -3,10 +3,15 @@ DRS, MH-GAN and SIR of the latent reweighting paper, Appendix E).
 
 The critic at the end of adversarial training is copied and fine-tuned as a classifier of
 real against generated samples with BCE, keeping a gradient penalty (the paper found
-unregularised fine-tuning degrades fast), and without an explicit calibration step. At the
-optimum ``D = p_data / (p_data + p_G)``, so ``r(x) = D / (1 - D) = exp(logit D(x))``. The epoch
-whose SIR samples are closest to held-out data in exact EMD is kept ("select the best model in terms of
-EMD").
+unregularised fine-tuning degrades fast). At the optimum ``D = p_data / (p_data + p_G)``, so
+``r(x) = D / (1 - D) = exp(logit D(x))``. The epoch whose SIR samples are closest to held-out
+data in exact EMD is kept ("select the best model in terms of EMD").
+
+A few epochs of BCE do not turn a WGAN critic, whose scale is arbitrary, into calibrated odds:
+its logit can span tens of nats where the true log ratio spans one, and the weights then sit
+on a few points. So, unless ``calibrate=False`` (the paper's protocol, which has no such
+step), the logit is rescaled by Platt scaling: ``a logit + b`` with ``a >= 0`` and ``b``
+minimising the class-balanced BCE on the held-out rows, folded into the critic's last layer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic, gradient_penalty
 from genrefine.training import train_loop
 from genrefine.validation import check_array, check_positive
+
+#: least share of the data held out (up to 2000 rows) to Platt-scale the critic's logit on
+CALIBRATION_FRACTION = 0.1
 
 
 class DiscriminatorRatio(nn.Module):
@@ -48,15 +56,19 @@ class DiscriminatorRatio(nn.Module):
 
     def fit(self, generator: Generator, data, epochs: int = 5, batch_size: int = 256, lr: float = 1e-4,
             betas=(0.5, 0.9), gp_weight: float = 0.1, pool_size: int = 100_000, val_fraction: float = 0.02,
-            select: bool = True, progress: bool = True, checkpoint: str | None = None) -> "DiscriminatorRatio":
+            select: bool = True, calibrate: bool = True, progress: bool = True,
+            checkpoint: str | None = None) -> "DiscriminatorRatio":
         """Fine-tune with BCE (real = 1, ``G(z)`` = 0, balanced batches) plus ``gp_weight`` x the
         WGAN-GP penalty; keep the epoch (the start included) whose SIR draws from a fixed
-        validation pool have the lowest exact EMD to held-out data."""
+        validation pool have the lowest exact EMD to held-out data; then, with ``calibrate``,
+        Platt-scale the logit on the held-out rows (at least :data:`CALIBRATION_FRACTION` of the
+        data, up to 2000 rows)."""
         check_positive(gp_weight, "gp_weight", allow_zero=True)
         dev = self.log_weight_max.device
         x = check_array(data, name="training data", dim=generator.data_dim, min_rows=4)
         perm = np.random.default_rng(1).permutation(len(x))
-        n_val = min(2000, max(2, int(val_fraction * len(x)))) if select else 0
+        held = max(val_fraction, CALIBRATION_FRACTION) if calibrate else val_fraction
+        n_val = min(2000, max(2, int(held * len(x)))) if (select or calibrate) else 0
         x_val, x = torch.as_tensor(x[perm[:n_val]], device=dev).float(), torch.as_tensor(x[perm[n_val:]], device=dev).float()
         generator = generator.to(dev).freeze()
         _, x_pool = generator.sample_with_latents(int(pool_size))
@@ -98,9 +110,33 @@ class DiscriminatorRatio(nn.Module):
         self.eval()
         for p in self.parameters():
             p.requires_grad_(False)
+        if calibrate:
+            self.platt_ = self._platt_scale(x_val, x_gval)
         with torch.no_grad():
             self.log_weight_max.fill_(float(self.log_weight(x_pool).max()))
         return self
+
+    def _platt_scale(self, real: Tensor, fake: Tensor) -> tuple[float, float]:
+        """Fold ``logit -> a logit + b`` into the critic's last layer, ``a >= 0`` and ``b`` minimising
+        the class-balanced BCE of the held-out ``real`` against ``fake`` rows; returns ``(a, b)``."""
+        with torch.no_grad():
+            lr, lf = self.critic(real).double(), self.critic(fake).double()
+        ab = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([ab], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+        def loss() -> Tensor:
+            opt.zero_grad()
+            a = ab[0].clamp(min=0.0)
+            value = F.softplus(-(a * lr + ab[1])).mean() + F.softplus(a * lf + ab[1]).mean()
+            value.backward()
+            return value
+        opt.step(loss)
+        a, b = max(float(ab[0].detach()), 0.0), float(ab[1].detach())
+        last = [m for m in self.critic.modules() if isinstance(m, nn.Linear)][-1]  # the scalar output layer
+        with torch.no_grad():
+            last.weight.mul_(a)
+            last.bias.mul_(a).add_(b)
+        return a, b
 
     @torch.no_grad()
     def _val_emd(self, x_val: Tensor, x_gen: Tensor, gumbel: Tensor) -> float:
