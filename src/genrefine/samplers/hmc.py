@@ -81,7 +81,8 @@ class HMCInfo(NamedTuple):
     n_steps: int
 
 
-def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 100_000) -> tuple[Tensor, dict]:
+def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 100_000,
+               who: str = "HMC") -> tuple[Tensor, dict]:
     """Draw ``n`` points approximately from q by importance resampling a prior sample.
 
     ``pool_size`` points ``z_i ~ p`` get weights ``w(z_i)``; ``n`` of them are picked by
@@ -90,13 +91,13 @@ def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 1
     :func:`weight_diagnostics` with ``distinct_starts``, the number of different points picked.
     Raises ValueError when every weight is zero or non-finite; warns when the pool's ESS
     fraction is below :data:`~genrefine.samplers.diagnostics.LOW_ESS_FRACTION` (the chains
-    then start from a handful of points).
+    then start from a handful of points). ``who`` names the sampler in both.
     """
     pool = target.prior.sample((pool_size,))
     log_w = torch.cat([finite_log_weight(target, chunk) for chunk in pool.split(batch_size)])
     if not torch.isfinite(log_w).any():
         raise ValueError(
-            f"HMC init='sir': all {pool_size} prior weights w(z) are zero or non-finite; "
+            f"{who} init='sir': all {pool_size} prior weights w(z) are zero or non-finite; "
             "check target.log_weight or start from explicit points"
         )
     w = (log_w - log_w.max()).double().exp()
@@ -104,7 +105,7 @@ def sir_starts(target: LatentTarget, n: int, pool_size: int, batch_size: int = 1
     u = (torch.rand((), dtype=cdf.dtype, device=cdf.device) + torch.arange(n, device=cdf.device)) / n
     idx = torch.searchsorted(cdf, u).clamp_max(pool_size - 1)
     summary = {**weight_diagnostics(w), "distinct_starts": int(torch.unique(idx).numel())}
-    warn_low_ess(summary, f"HMC init='sir' ({summary['distinct_starts']} distinct starts for {n} chains)", stacklevel=4)
+    warn_low_ess(summary, f"{who} init='sir' ({summary['distinct_starts']} distinct starts for {n} chains)", stacklevel=4)
     return pool[idx], summary
 
 
