@@ -199,3 +199,33 @@ def test_faults_after_the_probe_refused():
     with pytest.raises(ValueError) as e:
         gen.sample(5000)
     _one_line(e, "blows_up", "NaN or inf")
+
+
+def test_the_users_module_is_left_as_it_was():
+    """genrefine freezes and evaluates its own copy: the user's module keeps training mode and
+    gradients (a user trains it on after refining), and its later changes do not reach the copy."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.Dropout(0.5), nn.Linear(8, 3)).train()
+    gen = as_generator(net, latent_dim=2).freeze()
+    assert net.training and all(p.requires_grad for p in net.parameters())
+    assert not gen.training and not any(p.requires_grad for p in gen.parameters())
+    z = torch.randn(5, 2)
+    before = gen(z)
+    assert torch.equal(before, gen(z))  # the copy is in eval mode: dropout is off
+    net(z).sum().backward()  # the user's module still trains
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    assert torch.equal(gen(z), before)
+    vae = VAE()
+    decoder = as_generator(vae.decode)
+    assert decoder.model is not vae and torch.equal(decoder(z[:, :0].new_ones(4, 3)), vae.decode(torch.ones(4, 3)))
+
+
+def test_a_float64_module_takes_float64_latents():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    gen = as_generator(net, latent_dim=2)
+    z = torch.randn(6, 2)
+    x = gen(z)
+    assert x.dtype == torch.float32 and torch.allclose(x, net(z.double()).float())
+    assert gen.differentiable

@@ -92,6 +92,28 @@ def _owner(model: Any) -> tuple[nn.Module | None, str | None]:
     return None, None
 
 
+def _private_copy(module: nn.Module, label: str) -> nn.Module:
+    """A deep copy of the user's module, which genrefine may put in eval mode and freeze: the
+    user's own stays as it was (still trainable). A module that cannot be copied is used
+    itself, with a warning that it will be changed."""
+    try:
+        return copy.deepcopy(module)
+    except Exception as exc:  # noqa: BLE001 - any failure of a user's __deepcopy__ means "cannot copy"
+        warnings.warn(f"as_generator({label}): the module could not be copied ({type(exc).__name__}: {exc}); "
+                      "genrefine uses it itself and puts it in eval mode with its parameters frozen", stacklevel=3)
+        return module
+
+
+def _module_dtype(module: nn.Module | None) -> torch.dtype:
+    """The floating dtype of the module's first floating parameter or buffer (float32 for a plain
+    function or a module without one): the latent points are handed over in it."""
+    if module is not None:
+        for t in itertools.chain(module.parameters(), module.buffers()):
+            if t.is_floating_point():
+                return t.dtype
+    return torch.float32
+
+
 def _module_device(module: nn.Module | None) -> torch.device:
     """Where the module's first parameter or buffer lives (CPU for a plain function)."""
     if module is not None:
@@ -202,10 +224,10 @@ def _probe_numpy(fn: Callable, z: Tensor, stochastic: bool, seed: int, torch_err
 
 
 def _probe(fn: Callable, latent_dim: int, device: torch.device, stochastic: bool, seed: int, torch_only: bool,
-           label: str) -> tuple[str, tuple[int, ...], bool]:
-    """Call ``fn`` on fixed latent points, torch first then numpy: ``(backend, row shape, x depends
-    on z through autograd)``."""
-    z = torch.randn(PROBE_ROWS, latent_dim, generator=torch.Generator().manual_seed(0)).to(device)
+           label: str, dtype: torch.dtype = torch.float32) -> tuple[str, tuple[int, ...], bool]:
+    """Call ``fn`` on fixed latent points (of ``dtype``, a module's own), torch first then numpy:
+    ``(backend, row shape, x depends on z through autograd)``."""
+    z = torch.randn(PROBE_ROWS, latent_dim, generator=torch.Generator().manual_seed(0)).to(device, dtype)
     where = f"on {PROBE_ROWS} latent points of dimension {latent_dim}"
     with _streams_kept(device):
         found, other = _probe_torch(fn, z, label, where)
@@ -386,7 +408,8 @@ class ModuleGenerator(AdaptedGenerator):
         return self.model if self.call is None else getattr(self.model, self.call)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self._rows(_user_call(self.name, self._fn(), z), len(z))
+        # the latent points in the module's own dtype (a float64 model takes float64 z)
+        return self._rows(_user_call(self.name, self._fn(), z.to(_module_dtype(self.model))), len(z))
 
     def inverse(self, x: Tensor) -> Tensor:
         """``z = g⁻¹(x)`` by the model's own ``inverse`` (only when declared invertible)."""
@@ -441,7 +464,8 @@ def as_generator(model: Any, latent_dim: int | None = None, data_shape=None, pri
     """Wrap a user's model or function as a :class:`Generator` (see the module docstring).
 
     Args:
-        model: an ``nn.Module`` (put in eval mode) or a bound method of one, a batched torch
+        model: an ``nn.Module`` or a bound method of one (genrefine works on a copy in eval mode,
+            fed latent points in the module's dtype; yours is left as it is), a batched torch
             callable, a numpy callable ``f(z)``, or ``f(z, rng)`` with ``stochastic=True``.
         latent_dim: dimension of ``z``; may be left out when ``model.latent_dim`` exists.
         data_shape: layout of one output row (``(D,)``, ``(C, H, W)``); read off the output if None.
@@ -467,9 +491,11 @@ def as_generator(model: Any, latent_dim: int | None = None, data_shape=None, pri
     seed = _int_at_least(seed, 0, "seed", label)
     owner, call = _owner(model)
     if owner is not None:
-        owner.eval()
+        owner = _private_copy(owner, label).eval()
+        model = owner if call is None else getattr(owner, call)
     device = _module_device(owner)
-    backend, rows, depends = _probe(model, latent_dim, device, bool(stochastic), seed, owner is not None, label)
+    backend, rows, depends = _probe(model, latent_dim, device, bool(stochastic), seed, owner is not None, label,
+                                    _module_dtype(owner))
     settings = dict(latent_dim=latent_dim, data_shape=_data_shape(rows, data_shape, label),
                     differentiable=_differentiable(declared[0], backend, depends, label),
                     invertible=_invertible(declared[1], model, label), stochastic=bool(stochastic), seed=seed,
