@@ -30,7 +30,8 @@ from genrefine.methods import RunContext, check_method, fit_methods
 from genrefine.refine import SampledGenerator
 from genrefine.usercode import is_simulator
 from genrefine.report import Report, Score
-from genrefine.validation import check_array, resolve_device
+from genrefine.settings import merge
+from genrefine.validation import MIN_DATA_ROWS, check_array, check_seed, resolve_device
 from genrefine.weights.classifier import DensityRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
@@ -43,6 +44,8 @@ def save_generator(gen: Generator, path: str, extra: dict | None = None) -> str:
     if not isinstance(gen, Generator):
         raise TypeError(f"save_generator: expected a genrefine Generator, got {type(gen).__name__} "
                         "(wrap a model with as_generator first)")
+    if isinstance(gen, SampledGenerator):
+        gen.config()  # says why a sampler's generator cannot be saved
     if FAMILIES.get(gen.family) is not type(gen):
         raise ValueError(f"save_generator: {type(gen).__name__} is not a registered family "
                          "(decorate it with @register_family(name)) and could not be loaded back")
@@ -109,11 +112,19 @@ def _flat_data(data, gen: Generator) -> np.ndarray:
     """``data`` (rows of any shape, or a file path) as flat float32 rows of the generator's shape."""
     shape = tuple(gen.data_shape)
     if isinstance(data, (str, os.PathLike)):
-        return load_flat(str(data), data_shape=shape if len(shape) == 3 else None)[0]
-    rows = check_array(data, name="data", data_shape=shape if np.ndim(data) > 2 else None)
-    if rows.shape[1] != gen.data_dim:
-        raise ValueError(f"data: rows have {rows.shape[1]} values but the generator makes {gen.data_dim} "
-                         f"(data_shape {shape})")
+        rows = load_flat(str(data), data_shape=shape if len(shape) == 3 else None)[0]
+    else:
+        try:
+            ndim = np.ndim(data)
+        except ValueError:  # ragged rows: check_array names the problem
+            ndim = 2
+        rows = check_array(data, name="data", data_shape=shape if ndim > 2 else None)
+        if rows.shape[1] != gen.data_dim:
+            raise ValueError(f"data: rows have {rows.shape[1]} values but the generator makes {gen.data_dim} "
+                             f"(data_shape {shape})")
+    if len(rows) < MIN_DATA_ROWS:
+        raise ValueError(f"data: needs at least {MIN_DATA_ROWS} rows (the weights hold some out to check "
+                         f"themselves), got {len(rows)}")
     return rows.astype(np.float32)
 
 
@@ -139,6 +150,7 @@ def compare(generator, data, methods=("rejection", "laser"), *, latent_dim: int 
         >>> report = genrefine.compare(my_decoder, images, methods=["rejection", "sir-dctr"], latent_dim=2)
         >>> print(report.summary()); refined = report.generators.get(report.recommended)
     """
+    seed = check_seed(seed)
     gen = _as_base(generator, latent_dim, data_shape)
     x = _flat_data(data, gen)
     res = run_refinement(x, methods=_method_list(methods), preset=preset, seed=seed, n_samples=n_samples,
@@ -173,11 +185,17 @@ def refine(generator, data, method: str = "rejection", *, latent_dim: int | None
     that runs the sampler at every draw. ``dctr`` gives weights, not a generator: use
     :func:`compare` or ``rejection``.
     """
+    seed = check_seed(seed)
     gen = _as_base(generator, latent_dim, data_shape)
     x = _flat_data(data, gen)
     cls = check_method(gen, method)
+    if cls.sampled_by is not None:
+        raise ValueError(f"{cls.name} gives weighted samples, not a generator; use {cls.sampled_by} (the same "
+                         "weights, sampled) or compare()")
     dev = resolve_device(device)
-    cfg = build_config(preset, None, "realnvp", settings=settings, params={method: params} if params else None)
+    if params:  # the method's own settings, checked like settings= (a misspelt key fails before training)
+        settings = merge(settings or {}, {cls.name: params}) if isinstance(settings or {}, dict) else settings
+    cfg = build_config(preset, None, "realnvp", settings=settings)
     torch.manual_seed(seed)
     np.random.seed(seed)
     gen = gen.to(dev).freeze()
@@ -188,5 +206,4 @@ def refine(generator, data, method: str = "rejection", *, latent_dim: int | None
         return result.generator
     if result.sampler_factory is not None:
         return SampledGenerator(gen, result.sampler_factory, method=cls.name)
-    raise ValueError(f"{method} gives weighted samples, not a generator; use rejection (the same weights, "
-                     "sampled) or compare()")
+    raise ValueError(f"{method} gave no generator")  # every method gives one, or names sampled_by

@@ -87,10 +87,23 @@ def _nonfinite(tensors: dict[str, torch.Tensor]) -> list[str]:
     return sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
 
 
+def _check_replaceable(path: str) -> None:
+    """A checkpoint replaces only an earlier checkpoint or an empty directory: one ValueError line
+    for an existing file or a directory holding anything else (nothing the user made is removed)."""
+    if not os.path.lexists(path):
+        return
+    if not os.path.isdir(path) or os.path.islink(path):
+        raise ValueError(f"{path}: exists and is not a checkpoint directory; choose another path")
+    entries = os.listdir(path)
+    if entries and CONFIG_FILE not in entries:
+        raise ValueError(f"{path}: a directory that holds other files, not a checkpoint; choose another path")
+
+
 def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) -> str:
     """Write ``meta`` (JSON) and ``tensors`` as a checkpoint directory ``path``, replacing an old one
     atomically; the digest and the list of non-finite tensors are added to ``meta``."""
     path = os.path.abspath(path)
+    _check_replaceable(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     cpu = _cpu_tensors(tensors)

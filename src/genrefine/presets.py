@@ -107,7 +107,9 @@ PRESETS: dict[str, dict] = {
                                                "steps": LATENT_STUDENT_STEPS}}},
         "laser-flow": {"transforms": 4, "hidden": [64, 64], "bins": 16, "epochs": 20, "batch_size": 1000, "lr": 3e-3,
                        "gamma": 0.85},
-        "rejection": {},
+        # the latent rejection sampler's own settings (samplers/rejection.py); bound None: estimated
+        "rejection": {"bound": None, "safety": 1.1, "pilot_size": 100_000, "batch_size": 100_000, "max_rounds": 1000,
+                      "max_proposals": 1_000_000_000},
         # DDLS (Che et al. 2020): unadjusted Langevin on the same DCTR latent target as HMC, one
         # chain per sample; ε = 0.01 keeps the O(ε) bias of the stationary variance near 1% on
         # unit-scale latent structure (ε / 4σ²). Not tuned on the benchmarks. Chains start from
@@ -128,7 +130,8 @@ PRESETS: dict[str, dict] = {
                   "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 0.0, "ema": 0.999},
         "laser-flow": {"transforms": 6, "hidden": [128, 128], "bins": 8, "epochs": 100, "batch_size": 2000,
                        "lr": 1e-3, "gamma": 0.99},
-        "rejection": {},
+        "rejection": {"bound": None, "safety": 1.1, "pilot_size": 100_000, "batch_size": 100_000, "max_rounds": 1000,
+                      "max_proposals": 1_000_000_000},
         "ddls": {"step_size": 0.01, "n_steps": 1000, "init": "sir", "sir_pool_size": None},
         "omnifold": OMNIFOLD,
         **{k: copy.deepcopy(v) for k, v in FAMILY_SECTIONS.items()},

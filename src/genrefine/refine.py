@@ -285,6 +285,9 @@ class SampledGenerator(Generator):
     def sample_with_latents(self, n: int, batch_size: int | None = None) -> tuple[Tensor, Tensor]:
         """``(z, g(z))`` with ``z`` from a fresh run of the sampler."""
         check_count(n, "n", minimum=0)
+        if n == 0:  # as every generator: an empty sample, without running the sampler
+            z = self.prior.sample((0,))
+            return z, self.base.generate(z, batch_size)
         sampler = self.make_sampler()
         z = sampler.sample(int(n)).detach()
         self.diagnostics_ = dict(getattr(sampler, "diagnostics", {}))

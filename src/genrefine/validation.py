@@ -12,6 +12,10 @@ import os
 import numpy as np
 import torch
 
+#: fewest data rows a refinement takes: some are held out (the weights check themselves on them,
+#: and a comparison scores on two truth halves of at least 2 rows each)
+MIN_DATA_ROWS = 20
+
 
 def check_data_shape(data_shape, name: str = "data_shape") -> tuple[int, ...]:
     """``data_shape`` as a tuple of positive ints: ``(D,)`` for tabular rows, ``(C, H, W)`` for
@@ -111,10 +115,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     """``None``/"auto" picks CUDA when available; an unavailable CUDA request is an error."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: {device!r} is not a device (use cpu, cuda, cuda:N or auto)") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: {device!r} is not supported (use cpu, cuda, cuda:N or auto)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: CUDA was requested but no CUDA device is available")
     return dev
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in [0, 2**32 - 1] (numpy's range), or one clear error."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2 ** 32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
+    return int(seed)
 
 
 def check_count(value, name: str, minimum: int = 1) -> None:

@@ -46,7 +46,7 @@ from genrefine.experiments.scoring import (SCORINGS, check_score_rows, inference
 from genrefine.generators import FAMILIES, AdversarialGenerator, Generator
 from genrefine.methods import METHODS, MethodResult, RunContext, check_method, fit_methods
 from genrefine.timing import timed
-from genrefine.validation import resolve_device
+from genrefine.validation import MIN_DATA_ROWS, resolve_device
 
 #: training rows the base's energy-distance monitor compares fresh samples with, each epoch
 MONITOR_ROWS = 1000
@@ -397,10 +397,11 @@ def _load_split(data, data_name: str | None, cfg: dict, n_samples: int, seed: in
     else:
         raise TypeError(f"data must be a built-in set name, a file path or an array, got {type(data).__name__}")
     arr = arr.astype(np.float32, copy=False)
-    if len(arr) < 10:
-        raise ValueError(f"{label if isinstance(data, str) else 'data'}: needs at least 10 rows, got {len(arr)}")
+    if len(arr) < MIN_DATA_ROWS:
+        raise ValueError(f"{label if isinstance(data, str) else 'data'}: needs at least {MIN_DATA_ROWS} rows (some are "
+                         f"held out as truth, in two halves of at least 2), got {len(arr)}")
     perm = np.random.default_rng(seed).permutation(len(arr))
-    n_hold = max(2, int(round(holdout * len(arr))))
+    n_hold = max(4, int(round(holdout * len(arr))))
     half = n_hold // 2
     return DataSplit(arr[perm[n_hold:]], arr[perm[:half]], arr[perm[half:2 * half]], None, label, shape, True)
 

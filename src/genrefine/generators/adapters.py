@@ -216,11 +216,22 @@ def _probe_numpy(fn: Callable, z: Tensor, stochastic: bool, seed: int, torch_err
         msg = _first_line(exc)
         if torch_err is not None and _first_line(torch_err) != msg:
             msg = f"{_first_line(torch_err)} with a torch tensor and {msg} with a numpy array"
-        raise ValueError(f"as_generator({label}): raised {msg} {where}") from None
+        hint = " (a simulator f(z, rng)? pass stochastic=True)" if not stochastic and _takes_two(fn) else ""
+        raise ValueError(f"as_generator({label}): raised {msg} {where}{hint}") from None
     out = _numeric_array(out, label)
     _check_rows(out.shape, len(zn), label)
     _check_finite(torch.as_tensor(out.astype(np.float64)), label, where)
     return tuple(out.shape[1:])
+
+
+def _takes_two(fn: Callable) -> bool:
+    """Whether ``fn`` needs exactly two positional arguments, as a simulator ``f(z, rng)``."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params) == 2
 
 
 def _probe(fn: Callable, latent_dim: int, device: torch.device, stochastic: bool, seed: int, torch_only: bool,

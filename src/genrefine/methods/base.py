@@ -101,12 +101,15 @@ class Method(ABC):
         family: ``"laser"`` (settings in ``cfg[name]``, scored by histograms) or ``"lrw"``
             (settings in ``cfg["lrw"][name]``, scored by the latent reweighting paper's metrics).
         settings_key: the preset section when it is not ``name`` (a variant sharing its base's).
+        sampled_by: for a method that gives weighted samples, not a generator, the method that
+            samples the same weights (what :func:`genrefine.refine` offers instead).
     """
 
     name: ClassVar[str]
     needs: ClassVar[Needs] = Needs()
     family: ClassVar[Literal["laser", "lrw"]] = "laser"
     settings_key: ClassVar[str | None] = None
+    sampled_by: ClassVar[str | None] = None
 
     @abstractmethod
     def fit(self, ctx: "RunContext", **params) -> MethodResult:

@@ -14,6 +14,7 @@ class DCTR(Method):
 
     name = "dctr"
     needs = Needs(weights="dctr", deterministic=False)
+    sampled_by = "rejection"
 
     def fit(self, ctx: RunContext) -> MethodResult:
         clf = ctx.classifier().classifier

@@ -33,6 +33,7 @@ class OmniFoldWeights(Method):
     name = "omnifold"
     needs = OMNIFOLD_NEEDS
     settings_key = "omnifold-samples"  # no such section: "omnifold" is the estimator's
+    sampled_by = "rejection-omnifold"
 
     def fit(self, ctx: RunContext) -> MethodResult:
         ctx.omnifold()
