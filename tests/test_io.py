@@ -63,11 +63,14 @@ def test_refined_user_module_round_trip(tmp_path):
         path = save_generator(gen, str(tmp_path / name))
         meta = json.loads((tmp_path / name / "config.json").read_text())
         assert "UserNet" in json.dumps(meta) and len(meta["sha256"]) == 64  # named, not imported
-        fresh = UserNet()  # other weights: the checkpoint's are loaded into it
+        fresh = UserNet()  # other weights: the checkpoint's go into genrefine's copy of it
+        own = fresh.net[0].weight.detach().clone()
         loaded = load_generator(path, base=fresh)
         assert loaded.data_shape == (3,) and loaded.depth == gen.depth
         _same_samples(gen, loaded)
-        torch.testing.assert_close(fresh.net[0].weight, refined.base.model.net[0].weight)
+        copy = next(m for m in loaded.modules() if isinstance(m, UserNet))
+        assert copy is not fresh and torch.equal(fresh.net[0].weight, own)  # the user's module is left as it was
+        torch.testing.assert_close(copy.net[0].weight, refined.base.model.net[0].weight)
     with pytest.raises(ValueError) as e:
         load_generator(str(tmp_path / "twice"))
     _one_line(e, "pass base=<the same model>")
