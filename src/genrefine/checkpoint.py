@@ -32,6 +32,15 @@ FORMAT_VERSION = 2
 CONFIG_FILE, TENSOR_FILE = "config.json", "model.safetensors"
 
 
+def usual_mode(path: str) -> None:
+    """Give a file or directory that ``tempfile`` made (modes 0600 / 0700) the mode an ordinary
+    ``open`` or ``makedirs`` gives: 0666 / 0777 less the umask, so results are as readable as
+    any other file the user makes."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def _atomic_file(path: str, suffix: str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary name in ``path``'s directory, then rename it to ``path``."""
     d = os.path.dirname(os.path.abspath(path))
@@ -40,6 +49,7 @@ def _atomic_file(path: str, suffix: str, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -110,6 +120,7 @@ def write_checkpoint(path: str, meta: dict, tensors: dict[str, torch.Tensor]) ->
     meta = {"format_version": FORMAT_VERSION, **meta, "sha256": tensor_digest(cpu), "nonfinite": _nonfinite(cpu)}
     tmpdir = tempfile.mkdtemp(dir=parent, prefix=".tmp-" + os.path.basename(path))
     try:
+        usual_mode(tmpdir)
         with open(os.path.join(tmpdir, CONFIG_FILE), "w") as fh:
             json.dump(meta, fh, indent=2)
         save_file(cpu, os.path.join(tmpdir, TENSOR_FILE))

@@ -15,12 +15,24 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from genrefine.pipeline import BASE_FAMILIES, LASER_METHODS, METHODS
 
 SUITE_COLUMNS = ("energy", "exact_emd", "precision", "recall", "c2st_auc", "frechet_features", "precision_features",
                  "recall_features", "hist_jsd", "hist_emd")
+
+
+def _seed(s: str) -> int:
+    """A seed: an integer in [0, 2**32 - 1], numpy's range (argparse names the option)."""
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{s}'") from None
+    if not 0 <= v < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32 - 1], got {v}")
+    return v
 
 
 def _positive_int(s: str) -> int:
@@ -103,7 +115,7 @@ def _refine_arguments(r: argparse.ArgumentParser) -> None:
                         "a method's name is its section: --set hmc.burn_in=100)")
     r.add_argument("--config", default=None, metavar="FILE.json",
                    help="settings file {section: {param: value}}; --set is applied over it")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=_seed, default=0)
     r.add_argument("--n-samples", type=_positive_int, default=200_000, help="unweighted samples per method")
     r.add_argument("--iterations", type=_positive_int, default=1, help="refine the refined generator K times")
     r.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -128,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shard files with a manifest, memory flat in --n, resumable (rerun the same command)")
     s.add_argument("--shard-rows", type=_positive_int, default=None,
                    help="rows per shard file when --out is a directory (default 1,048,576)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--device", default="cpu")
 
     d = sub.add_parser("demo", help="quick preset on gaussians4 with every method; prints the score table")
@@ -137,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(the direct pull-back beside OmniFold's latent weights)")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--device", default="cpu")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--n-samples", type=_positive_int, default=200_000)
     return p
 
@@ -333,8 +345,10 @@ def _check_out_file(out: str) -> None:
     """Refuse, before any work, an output file that cannot be written."""
     if os.path.isdir(out):
         raise ValueError(f"--out {out}: is a directory; name a .npy file")
-    if not out.endswith(".npy"):
+    if not out.lower().endswith(".npy"):
         raise ValueError(f"--out {out}: expected a .npy file name")
+    if os.path.lexists(out):
+        raise ValueError(f"--out {out}: exists; sampling never replaces a file (name another, or remove it first)")
     folder = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(folder):
         raise ValueError(f"--out {out}: the folder {folder} does not exist")
@@ -353,12 +367,16 @@ def _sample(args) -> int:
 
     from genrefine import distributed
 
-    streaming = not args.out.endswith(".npy")
+    streaming = not args.out.lower().endswith(".npy")
     if streaming:
         from genrefine.experiments.shards import check_out
 
         if not args.out.strip():
             raise ValueError("--out: name a .npy file or a directory")
+        suffix = os.path.splitext(args.out.rstrip("/"))[1]
+        if suffix and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out}: samples go to a .npy file or a directory (a name without a suffix), "
+                             f"not a {suffix} file")
         check_out(args.out)
     else:
         _check_out_file(args.out)
@@ -366,10 +384,14 @@ def _sample(args) -> int:
             raise ValueError("--shard-rows: only for a directory --out (streamed shards)")
     dev = distributed.init(str(check_device(args.device)))
     user = load_user_object(args.base) if args.base else None
-    gen = load_generator(args.model, device=dev, base=user)
+    try:
+        gen = load_generator(args.model, device=dev, base=user)
+    except ValueError as exc:  # the API's words for the base, in the command line's
+        raise ValueError(str(exc).replace("pass base=<the same model>", "pass --base python:FILE.py:NAME (the same model)")
+                         .replace("base=", "--base")) from None
     if streaming:
         return _sample_shards(args, gen)
-    check_memory(1, args.n, gen.data_dim, gen.latent_dim)
+    check_memory(1, args.n, gen.data_dim, gen.latent_dim, option="-n")
     torch.manual_seed(args.seed)
     x = gen.sample(args.n).cpu().numpy()
     if not np.isfinite(x).all():
@@ -383,12 +405,14 @@ def _sample(args) -> int:
 def _sample_shards(args, gen) -> int:
     import json
 
+    from genrefine.experiments.run import check_memory
     from genrefine.experiments.shards import SHARD_ROWS, write_shards
 
     with open(os.path.join(args.model, "config.json")) as fh:
         model_hash = json.load(fh).get("sha256", "")
-    m = write_shards(gen, args.n, args.out, seed=args.seed, shard_rows=args.shard_rows or SHARD_ROWS,
-                     model_hash=model_hash)
+    shard_rows = args.shard_rows or SHARD_ROWS
+    check_memory(1, min(args.n, shard_rows), gen.data_dim, gen.latent_dim, option="--shard-rows")  # one shard in memory
+    m = write_shards(gen, args.n, args.out, seed=args.seed, shard_rows=shard_rows, model_hash=model_hash)
     if os.environ.get("RANK", "0") == "0":
         print(f"wrote {m['rows_written']} samples in {len(m['shards'])} shards of rows of shape "
               f"{tuple(m['data_shape'])} from {args.model} to {args.out} (manifest.json)")
@@ -443,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
+    previous = _catch_sigterm()
     try:
-        if distributed.launched() and args.command == "sample" and args.out.endswith(".npy"):
+        if distributed.launched() and args.command == "sample" and args.out.lower().endswith(".npy"):
             raise ValueError("under torchrun `genrefine sample` writes shards: name a directory --out DIR "
                              "(each rank writes its own shards), or sample into one .npy in one process")
         code = {"refine": _refine, "sample": _sample, "demo": _demo}[args.command](args)
@@ -460,6 +485,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         distributed.finish(wait=False)  # an error path: another rank may never arrive
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _catch_sigterm():
+    """Make SIGTERM (``kill``, a scheduler's stop) end the run as Ctrl-C does, so temporary files
+    are removed and finished checkpoints and shards kept; returns the previous handler (None
+    off the main thread, where handlers cannot be set)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:
+        return None
 
 
 if __name__ == "__main__":

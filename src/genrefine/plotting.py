@@ -5,7 +5,7 @@
 - tabular D > 2: :func:`pair_plot` of the leading coordinates, one file per method, the
   method's 2-D histograms under the truth's density contours and the 1-D marginals of
   truth, base and method on the diagonal;
-- images (``data_shape`` ``(C, H, W)``, C = 1 or 3): :func:`image_grid`, truth, base and every
+- images (``data_shape`` ``(C, H, W)``; colour for C = 3, else the first channel): :func:`image_grid`, truth, base and every
   method row by row;
 - a 2-D latent space (any data): :func:`latent_figure`, the weights over the latent plane
   and the latents of every method.
@@ -186,8 +186,8 @@ def pair_plot(truth, sample, path: str, name: str = "sample", base=None, weights
     w = None if weights is None else np.asarray(weights, dtype=np.float64)[:max_points]
     b = None if base is None else np.asarray(base)[:max_points]
     k = min(int(dims), t.shape[1])
-    if k < 2:
-        raise ValueError(f"dims: a pair plot needs at least 2 coordinates, got {k}")
+    if k < 1:
+        raise ValueError(f"dims: a pair plot needs at least 1 coordinate, got {k}")
     rng = _padded_range(t[:, :k])
     fig, axes = plt.subplots(k, k, figsize=(2.3 * k, 2.3 * k), squeeze=False)
     for i in range(k):
@@ -219,9 +219,10 @@ def pair_plot(truth, sample, path: str, name: str = "sample", base=None, weights
 
 
 def _as_images(x: np.ndarray, shape: tuple[int, int, int], lo: float, hi: float) -> np.ndarray:
-    """Rows (n, C*H*W) -> (n, H, W[, 3]) in [0, 1] on the truth's value range [lo, hi]."""
+    """Rows (n, C*H*W) -> (n, H, W[, 3]) in [0, 1] on the truth's value range [lo, hi]: colour for
+    3 channels, else the first channel in grey."""
     imgs = np.clip((np.asarray(x, dtype=np.float64).reshape(-1, *shape) - lo) / max(hi - lo, 1e-12), 0, 1)
-    return imgs[:, 0] if shape[0] == 1 else imgs.transpose(0, 2, 3, 1)
+    return imgs.transpose(0, 2, 3, 1) if shape[0] == 3 else imgs[:, 0]
 
 
 def image_grid(images: Mapping[str, np.ndarray], data_shape, path: str, n: int = 10, weights=None,
@@ -233,8 +234,8 @@ def image_grid(images: Mapping[str, np.ndarray], data_shape, path: str, n: int =
     compare directly.
     """
     shape = tuple(int(v) for v in data_shape)
-    if len(shape) != 3 or shape[0] not in (1, 3):
-        raise ValueError(f"data_shape: image_grid needs (C, H, W) with C = 1 or 3, got {data_shape!r}")
+    if len(shape) != 3:
+        raise ValueError(f"data_shape: image_grid needs (C, H, W), got {data_shape!r}")
     names = list(images)
     if not names:
         raise ValueError("images: nothing to draw")
@@ -249,10 +250,11 @@ def image_grid(images: Mapping[str, np.ndarray], data_shape, path: str, n: int =
         imgs = _as_images(x[pick], shape, lo, hi)
         pad = np.ones((imgs.shape[1], 2) + imgs.shape[3:])  # white gap between images
         row = np.concatenate([np.concatenate([im, pad], axis=1) for im in imgs], axis=1)
-        ax.imshow(row, cmap="gray" if shape[0] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(row, cmap=None if shape[0] == 3 else "gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_xticks([]); ax.set_yticks([])
         ax.set_ylabel(_title(name), rotation=0, ha="right", va="center", fontsize=10)
-    axes[-1, 0].set_xlabel(f"{n} samples per row ({shape[1]} x {shape[2]} pixels, {shape[0]} channel(s))")
+    shown = "" if shape[0] in (1, 3) else ", the first shown"
+    axes[-1, 0].set_xlabel(f"{n} samples per row ({shape[1]} x {shape[2]} pixels, {shape[0]} channel(s){shown})")
     fig.suptitle(title or "images: truth, base and refined samples, one row each")
     fig.tight_layout()
     return _savefig(fig, path)

@@ -31,6 +31,10 @@ MAX_FILE_BYTES = 1 << 20
 #: or would take hours to build before any check could see it)
 SIZE_LIMITS = {"transforms": 256, "hidden": 8192, "layers": 128, "channels": 4096, "aux_dim": 4096, "bins": 1024,
                "latent_dim": 4096, "width": 8192, "rank": 4096}
+#: counts that must be at least 1, by parameter name, wherever they appear (an epoch count of 0
+#: is a choice only for the latent importance network's game, whose default is 0)
+COUNT_KEYS = {"batch_size", "n_chains", "n_candidates", "chain_length", "pilot_size", "max_rounds", "max_proposals",
+              "n_critic", "adapt_chains", "sir_pool_size", "iterations", "thin"}
 
 
 def parse_assignment(text: str) -> tuple[list[str], object]:
@@ -92,6 +96,8 @@ def _check_value(path: str, value, default):
     if default is None or isinstance(default, str):
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"setting {path}: expected a single value, got {type(value).__name__}")
+        if path.rsplit(".", 1)[-1] in COUNT_KEYS and value not in (None, default):
+            return _check_value(path, value, 1)  # a count with a symbolic default ("n", None): else a number >= 1
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -104,7 +110,12 @@ def _check_value(path: str, value, default):
             raise ValueError(f"setting {path}: {value!r:.40} is not a finite number of at most {MAX_NUMBER:g}")
         if value < 0:
             raise ValueError(f"setting {path}: must be >= 0, got {value!r}")
-        limit = SIZE_LIMITS.get(path.rsplit(".", 1)[-1].split("[")[0])
+        key = path.rsplit(".", 1)[-1].split("[")[0]
+        limit = SIZE_LIMITS.get(key)
+        if key in COUNT_KEYS and value < 1:
+            raise ValueError(f"setting {path}: must be >= 1, got {value!r}")
+        if key == "betas" and not value < 1:
+            raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")
         if limit is not None and not 1 <= value <= limit:
             raise ValueError(f"setting {path}: a network size must be between 1 and {limit}, got {value!r}")
         if isinstance(default, int) and not isinstance(value, int):

@@ -93,6 +93,8 @@ def load_array(path: str, key: str | None = None) -> np.ndarray:
     if why is not None:
         raise ValueError(f"{name}: {why}" + ("" if why == "no such file" else ", expected a .npy, .npz, .csv or IDX file"))
     ext = os.path.splitext(name)[1].lower()
+    if key is not None and ext != ".npz":
+        raise ValueError(f"{name}: a key ('{key}') names an array of a .npz file; this is a {ext or 'suffix-less'} file")
     try:
         arr = _read(name, ext, key)
     except ValueError as exc:

@@ -306,18 +306,18 @@ def available_memory() -> int | None:
         return None
 
 
-def check_memory(n_methods: int, n_samples: int, dim: int, latent_dim: int) -> None:
+def check_memory(n_methods: int, n_samples: int, dim: int, latent_dim: int, option: str = "--n-samples") -> None:
     """Refuse, before any training, a run whose sample arrays cannot fit in memory: every
     method keeps ``n_samples`` float32 samples and latents, ``methods x n_samples x (D +
-    latent_dim) x 4`` bytes in all."""
+    latent_dim) x 4`` bytes in all. ``option`` names what to lower."""
     need = int(n_methods) * int(n_samples) * (int(dim) + int(latent_dim)) * 4
     avail = available_memory()
     if avail is None or need <= avail:
         return
     most = avail // max(1, int(n_methods) * (int(dim) + int(latent_dim)) * 4)
-    raise ValueError(f"n-samples: {n_methods} methods x {n_samples:,} samples x ({dim} + {latent_dim} latent) values "
-                     f"x 4 bytes = {need / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB of memory "
-                     f"available; lower --n-samples to at most {most:,} or run fewer methods")
+    raise ValueError(f"{option.lstrip('-')}: {n_methods} methods x {n_samples:,} samples x ({dim} + {latent_dim} latent) "
+                     f"values x 4 bytes = {need / 2**30:.1f} GiB, more than the {avail / 2**30:.1f} GiB of memory "
+                     f"available; lower {option} to at most {most:,}" + (" or run fewer methods" if n_methods > 1 else ""))
 
 
 def model_fingerprint(model) -> dict:

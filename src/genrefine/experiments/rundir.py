@@ -46,6 +46,8 @@ import shutil
 import tempfile
 import warnings
 
+from genrefine.checkpoint import usual_mode
+
 try:
     import fcntl
 except ImportError:  # Windows: byte-range lock instead of flock
@@ -204,6 +206,7 @@ class RunDirectory:
                         "committed": old.get("committed") if old else None}  # when the standing outputs were
         _write_json(os.path.join(self.path, LEDGER), self._ledger)
         self.staging = tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.path)
+        usual_mode(self.staging)
         _write_json(os.path.join(self.staging, TAG), {"kind": "staging"}, durable=False)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
@@ -505,6 +508,7 @@ def _write_json(path: str, obj, durable: bool = True) -> None:
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
+        usual_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.lexists(tmp):

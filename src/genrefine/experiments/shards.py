@@ -6,11 +6,12 @@ into fixed-size shard files (``shard_00000.npy``, ...) as they fill. The samples
 :func:`block_seed` ``(seed, b)``, so a different shard size cuts the same rows differently, and
 an interrupted run that resumes draws exactly what the uninterrupted one would have.
 
-``DIR/manifest.json`` records the request (``n``, seed, shard size, the model's hash, row shape)
-and every finished shard (rows, first row, sha256); it is rewritten atomically after each
-shard, and ``complete`` turns true after the last. A rerun with the same request resumes after
-the finished shards (their files are checked against the manifest); another request, or files
-in ``DIR`` that no sampling run made, are refused before anything is drawn. ``DIR`` is locked
+``DIR/manifest.json`` records the request (``n``, seed, shard size, the model's hash, row shape),
+the model's fingerprint (:func:`model_probe`) and every finished shard (rows, first row,
+sha256); it is rewritten atomically after each shard, and ``complete`` turns true after the
+last. A rerun with the same request and a model of the same fingerprint resumes after the
+finished shards (their files are checked against the manifest); another request, another
+model, or files in ``DIR`` that no sampling run made, are refused before anything is drawn. ``DIR`` is locked
 while a run writes it.
 
 Under ``torchrun`` (a process group initialised, :func:`genrefine.distributed.init`) the ranks
@@ -39,6 +40,13 @@ BLOCK = 65_536
 #: default rows per shard file: 16 blocks (about 8 MB for 2-D float32 rows)
 SHARD_ROWS = 16 * BLOCK
 MANIFEST = "manifest.json"
+#: the model's fingerprint in the manifest: its output at this many fixed latent points (the
+#: first PROBE_VALUES values of each), seeded with PROBE_SEED. A checkpoint built on a user's
+#: function holds no weights to hash, so a resumed run checks what the model does instead.
+PROBE_ROWS, PROBE_VALUES, PROBE_SEED = 8, 64, 20_261_207
+#: relative tolerance of that check: far above the rounding of another thread count or device,
+#: far below the change of another model
+PROBE_RTOL = 1e-3
 
 
 def block_seed(seed: int, block: int) -> int:
@@ -68,6 +76,22 @@ def draw_block(gen: Generator, seed: int, block: int, n: int) -> np.ndarray:
     return x
 
 
+@torch.no_grad()
+def model_probe(gen: Generator) -> list[list[float]]:
+    """The model's fingerprint: ``gen`` at :data:`PROBE_ROWS` latent points drawn from its prior
+    with every stream seeded by :data:`PROBE_SEED` (so a simulator's noise is fixed too)."""
+    _seed_streams(gen, PROBE_SEED)
+    z = gen.prior.sample((PROBE_ROWS,))
+    x = gen(z).reshape(PROBE_ROWS, -1)[:, :PROBE_VALUES]
+    return x.float().cpu().tolist()
+
+
+def _same_model(old: list, new: list) -> bool:
+    old, new = np.asarray(old, dtype=np.float64), np.asarray(new, dtype=np.float64)
+    scale = max(1.0, float(np.abs(old).max(initial=0.0)))
+    return old.shape == new.shape and bool(np.allclose(new, old, rtol=PROBE_RTOL, atol=PROBE_RTOL * 1e-2 * scale))
+
+
 def _sha256(path: str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -90,15 +114,28 @@ def check_out(out: str) -> None:
     run made (the request itself is checked once the model is known)."""
     path = prepare_out(out)
     if os.path.isdir(path):
-        entries = [e for e in os.listdir(path) if e != LOCK]
+        entries = [e for e in os.listdir(path) if e != LOCK and not _leftover(path, e)]
         if entries and MANIFEST not in entries:
             raise ValueError(f"{out}: holds files that no sampling run made ({', '.join(sorted(entries)[:3])}); "
                              "name an empty or new directory")
 
 
-def _finished(out: str, path: str, request: dict) -> list[dict]:
-    """The shards a previous run with the same request finished (checked), or [] for a new DIR."""
-    entries = sorted(e for e in os.listdir(path) if e != LOCK)
+def _leftover(path: str, name: str) -> bool:
+    """Whether ``name`` is a temporary file of a killed run's shard or manifest write
+    (``.tmp-*.npy`` / ``.tmp-*.json``, made only by such writes): it is not a finished file."""
+    return name.startswith(".tmp-") and name.endswith((".npy", ".json")) and os.path.isfile(os.path.join(path, name))
+
+
+def _remove_leftovers(path: str) -> None:
+    for name in os.listdir(path):
+        if _leftover(path, name):
+            os.unlink(os.path.join(path, name))
+
+
+def _finished(out: str, path: str, request: dict, probe: list) -> list[dict]:
+    """The shards a previous run with the same request and the same model (``probe``, its
+    fingerprint) finished (checked), or [] for a new DIR."""
+    entries = sorted(e for e in os.listdir(path) if e != LOCK and not _leftover(path, e))
     manifest_path = os.path.join(path, MANIFEST)
     if not os.path.exists(manifest_path):
         if entries:
@@ -113,6 +150,9 @@ def _finished(out: str, path: str, request: dict) -> list[dict]:
     if old != request:
         diff = ", ".join(f"{k} {old[k]} != {request[k]}" for k in request if old[k] != request[k])
         raise ValueError(f"{out}: holds samples of another request ({diff}); name another directory")
+    if "probe" in manifest and not _same_model(manifest["probe"], probe):
+        raise ValueError(f"{out}: holds samples of another model (the same latent points give other rows; was "
+                         "another --base given?); name another directory")
     shards = list(manifest.get("shards", []))
     for s in shards:
         p = os.path.join(path, s["file"])
@@ -127,6 +167,7 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
     docstring); returns the final manifest. ``model_hash`` identifies the model in the manifest
     (a resumed run must use the same one)."""
     request = _request(n, seed, shard_rows, model_hash, getattr(gen, "data_shape", (gen.data_dim,)))
+    probe = model_probe(gen)
     rank, world = distributed.rank_and_size()
     path = prepare_out(out)
     fd = None
@@ -134,7 +175,8 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
         if rank == 0:  # one owner: the lock, the check of what is there, the manifest
             make_out(out, path)
             fd = lock_directory(out, path)
-        shards = distributed.from_rank0(lambda: _finished(out, path, request))
+            _remove_leftovers(path)  # a killed run's half-written shard (the lock says no run writes now)
+        shards = distributed.from_rank0(lambda: _finished(out, path, request, probe))
         n_shards = -(-request["n"] // request["shard_rows"])
         done = sum(s["rows"] for s in shards)
         bar = tqdm(total=request["n"], initial=done, desc="sampling", unit="rows",
@@ -145,10 +187,10 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
             new = [r for r in distributed.gather(mine) if r is not None]
             shards += new
             if rank == 0:
-                _write_manifest(path, request, shards, complete=len(shards) == n_shards)
+                _write_manifest(path, request, shards, complete=len(shards) == n_shards, probe=probe)
             bar.update(sum(r["rows"] for r in new))
         bar.close()
-        return _write_manifest(path, request, shards, complete=True) if rank == 0 else \
+        return _write_manifest(path, request, shards, complete=True, probe=probe) if rank == 0 else \
             {**request, "complete": True, "rows_written": sum(s["rows"] for s in shards), "shards": shards}
     finally:
         if fd is not None:
@@ -170,9 +212,9 @@ def _write_shard(gen: Generator, request: dict, k: int, path: str) -> dict:
     return {"file": name, "first_row": first, "rows": last - first, "sha256": _sha256(os.path.join(path, name))}
 
 
-def _write_manifest(path: str, request: dict, shards: list[dict], complete: bool) -> dict:
+def _write_manifest(path: str, request: dict, shards: list[dict], complete: bool, probe: list) -> dict:
     manifest = {**request, "complete": bool(complete), "rows_written": sum(s["rows"] for s in shards),
-                "shards": shards}
+                "shards": shards, "probe": probe}
     atomic_write_text(os.path.join(path, MANIFEST), json.dumps(manifest, indent=1))
     return manifest
 

@@ -72,8 +72,8 @@ class FeatureNet:
     def __init__(self, data_shape, n_features: int = 32, width: int = 16, epochs: int = 5,
                  batch_size: int = 128, lr: float = 2e-3, seed: int = 0, device=None, progress: bool = False):
         shape = tuple(int(s) for s in data_shape) if isinstance(data_shape, (tuple, list)) else None
-        if shape is None or len(shape) != 3 or min(shape) < 1 or shape[0] not in (1, 3):
-            raise ValueError(f"data_shape: FeatureNet needs images (C, H, W) with C = 1 or 3, got {data_shape!r}")
+        if shape is None or len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"data_shape: FeatureNet needs images (C, H, W), got {data_shape!r}")
         for name, v in (("n_features", n_features), ("width", width), ("epochs", epochs), ("batch_size", batch_size)):
             if int(v) != v or int(v) < 1:
                 raise ValueError(f"FeatureNet: {name} must be an integer >= 1, got {v}")
