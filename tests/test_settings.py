@@ -57,3 +57,22 @@ def test_settings_file(tmp_path):
             read_settings_file(str(bad))
     with pytest.raises(ValueError, match="no such file"):
         read_settings_file(str(tmp_path / "none.json"))
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"laser": {"betas": [2, 3]}}, "laser.betas[0]: Adam's betas lie in [0, 1)"),
+    ({"laser": {"batch_size": 0}}, "laser.batch_size: must be >= 1"),
+    ({"classifier": {"batch_size": 0}}, "classifier.batch_size: must be >= 1"),
+    ({"hmc": {"n_chains": "abc"}}, "hmc.n_chains: expected a number"),
+    ({"hmc": {"thin": 0}}, "hmc.thin: must be >= 1"),
+    ({"rejection": {"epochs": 3}}, "rejection.epochs: unknown parameter"),
+])
+def test_the_presets_counts_and_betas_are_checked_up_front(settings, words):
+    """Values a method would only refuse once it runs (dropping it from the run) fail at once."""
+    from genrefine.experiments.config import build_config
+
+    with pytest.raises(ValueError) as info:
+        build_config("quick", settings=settings)
+    assert words in str(info.value) and "\n" not in str(info.value)
+    cfg = build_config("quick", settings={"hmc": {"n_chains": "n"}, "rejection": {"safety": 2.0}})
+    assert cfg["hmc"]["n_chains"] == "n" and cfg["rejection"]["safety"] == 2.0

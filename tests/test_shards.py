@@ -91,6 +91,22 @@ def test_directories_that_are_not_this_request_are_refused(tmp_path):
         S.write_shards(broken, 3 * S.BLOCK, str(tmp_path / "nan"), seed=0, progress=False)
 
 
+def test_another_model_of_the_same_shape_is_refused_and_leftovers_are_cleared(tmp_path):
+    """A generator without weights (a user's function) has no hash: the resume checks what the
+    model does. A killed write's temporary shard is cleared by the next run, not mistaken for a
+    user's file."""
+    out = str(tmp_path / "run")
+    S.write_shards(as_generator(lambda z: 2.0 * z, latent_dim=2), 1000, out, seed=1, progress=False)
+    with open(os.path.join(out, ".tmp-killed.npy"), "wb") as fh:
+        fh.write(b"half a shard")
+    again = S.write_shards(as_generator(lambda z: 2.0 * z, latent_dim=2), 1000, out, seed=1, progress=False)
+    assert again["complete"] and ".tmp-killed.npy" not in os.listdir(out)
+    with pytest.raises(ValueError, match="another model"):
+        S.write_shards(as_generator(lambda z: 0.5 * z + 100.0, latent_dim=2), 1000, out, seed=1, progress=False)
+    with pytest.raises(ValueError, match="another model"):
+        S.write_shards(as_generator(lambda z: 2.0 * z * 1.01, latent_dim=2), 1000, out, seed=1, progress=False)
+
+
 def test_cli_streams_a_saved_generator(tmp_path, capsys):
     model = save_generator(RealNVPGenerator(2, 1, [8]).freeze(), str(tmp_path / "flow"))
     out = tmp_path / "shards"
@@ -105,6 +121,18 @@ def test_cli_streams_a_saved_generator(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "another request" in err[0]
     assert main(["sample", "--model", model, "--n", "10", "--out", str(tmp_path / "x.npy"), "--shard-rows", "5"]) == 2
+    (tmp_path / "mine.npy").write_bytes(b"the user's")
+    for name in ("mine.npy", "x.csv"):  # a user's file is never replaced; a .csv is not a directory's name
+        assert main(["sample", "--model", model, "--n", "10", "--out", str(tmp_path / name)]) == 2
+    assert (tmp_path / "mine.npy").read_bytes() == b"the user's" and not (tmp_path / "x.csv").exists()
+    mode = os.stat(os.path.join(str(out), "shard_00000.npy")).st_mode & 0o777
+    assert mode == 0o666 & ~_umask()  # as readable as any file the user makes, not 0600
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_two_processes_under_torchrun_write_the_same_rows(tmp_path):
