@@ -154,7 +154,7 @@ def test_users_module_end_to_end_and_sample_back(tmp_path, capsys, user_file, tw
     assert x.shape == (50, 2) and np.isfinite(x).all()
     code, _, err = _run_cli(["sample", "--model", str(out / "models" / "laser"), "--n", "50", "--out",
                              str(tmp_path / "t.npy")], capsys)
-    assert code == 2 and len(err) == 1 and "base=" in err[0] and not (tmp_path / "t.npy").exists()
+    assert code == 2 and len(err) == 1 and "--base python:" in err[0] and not (tmp_path / "t.npy").exists()
 
 
 def test_users_numpy_function_end_to_end(tmp_path, capsys, user_file):
