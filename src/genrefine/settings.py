@@ -112,7 +112,7 @@ def _check_value(path: str, value, default):
             raise ValueError(f"setting {path}: must be >= 0, got {value!r}")
         key = path.rsplit(".", 1)[-1].split("[")[0]
         limit = SIZE_LIMITS.get(key)
-        if key in COUNT_KEYS and value < 1:
+        if (key in COUNT_KEYS or (key == "epochs" and ".w_phi." not in path)) and value < 1:
             raise ValueError(f"setting {path}: must be >= 1, got {value!r}")
         if key == "betas" and not value < 1:
             raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")

@@ -43,6 +43,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 
@@ -199,6 +200,9 @@ class RunDirectory:
         ckpt = os.path.join(self.path, CHECKPOINTS)
         if not self.resume and os.path.lexists(ckpt):  # claimed by run.json, or _foreign_entries refused it
             _check_checkpoint_files(self.out, ckpt)
+            if os.listdir(ckpt):
+                sys.stderr.write(f"{self.out}: starting over; the earlier run's training checkpoints there are "
+                                 "discarded (--resume continues that run instead)\n")
             _remove_tree(ckpt)
         outputs = old["outputs"] if old else {"record": None, "files": []}
         self._ledger = {"format": FORMAT, "format_version": FORMAT_VERSION, "record": self.record,
