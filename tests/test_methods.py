@@ -157,6 +157,22 @@ def test_a_method_draws_the_same_numbers_whatever_else_the_run_fits(fitted):
     assert not torch.equal(fit_methods(other, ["latentrs"])["latentrs"].x, results["latentrs"].x)
 
 
+def test_a_simulators_noise_is_part_of_each_methods_stream():
+    """A simulator's hidden noise comes from its own stream: each method's block reseeds it too
+    (and puts it back), so ``rejection`` draws the same rows with or without ``dctr`` before it."""
+    from genrefine.generators import as_generator
+
+    rng = np.random.default_rng(1)
+    x = (rng.normal(size=(2000, 2)) * 0.5 + 1.0).astype(np.float32)
+    runs = []
+    for methods in (["rejection"], ["dctr", "rejection"]):
+        sim = as_generator(lambda z, r: z + 0.3 * r.normal(size=z.shape), latent_dim=2, stochastic=True, seed=4)
+        ctx = RunContext(sim.freeze(), torch.as_tensor(x), _tiny_cfg(), n_samples=400, progress=False)
+        runs.append(fit_methods(ctx, methods)["rejection"].x)
+        assert sim.seed == 4  # its own seed (the one a checkpoint records) is put back
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+
+
 def test_a_finished_w_phi_fit_is_loaded_on_resume(fitted, tmp_path, monkeypatch):
     """A resumed run loads the finished w_φ (weights, record, seconds) instead of fitting again."""
     from genrefine.weights.latent_importance import LatentImportanceNetwork

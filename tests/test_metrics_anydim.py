@@ -232,3 +232,19 @@ def test_rank_methods_directions_and_gap():
     assert [e["method"] for e in rank_methods(scores, key="recall")["ranking"]] == ["a", "b", "base"]
     with pytest.raises(ValueError, match="key"):
         rank_methods(scores, key="fid")
+
+
+def test_a_weighted_only_method_is_ranked_but_never_recommended():
+    """dctr's weighted samples can score best, but there is no generator to hand back: the run
+    recommends the best method that has one (the base when only weighted ones beat it)."""
+    from genrefine.experiments.scoring import rank_run
+
+    def scores(**values):
+        return {m: {"energy": {"value": v, "floor": 0.01, "n": 500}} for m, v in values.items()}
+
+    out = rank_run(scores(base=0.2, dctr=0.02, rejection=0.05, hmc=0.08), "suite", (2,), weighted_only=["dctr"])
+    assert out["best"] == "dctr" and out["recommended"] == "rejection"
+    out = rank_run(scores(base=0.2, dctr=0.02, omnifold=0.03, rejection=0.3), "suite", (2,),
+                   weighted_only=["dctr", "omnifold"])
+    assert out["recommended"] == "base"
+    assert rank_run(scores(base=0.2, rejection=0.05), "suite", (2,))["recommended"] == "rejection"

@@ -168,7 +168,7 @@ def report_from_run(res, base: Generator) -> Report:
     gens = {"base": base, **{k: SampledGenerator(base, f, method=k) for k, f in res.samplers.items() if k in scores},
             **{k: v for k, v in res.models.items() if isinstance(v, Generator) and k in scores}}
     return Report(methods=list(scores), scores=scores, key=rank["key"], ranking=[r["method"] for r in rank["ranking"]],
-                  recommended=rank["best"], ranking_detail=rank, generators=gens, samples=dict(res.samples),
+                  recommended=rank["recommended"], ranking_detail=rank, generators=gens, samples=dict(res.samples),
                   diagnostics=m.get("diagnostics", {}), timings=m.get("timings_seconds", {}))
 
 

@@ -210,6 +210,10 @@ def format_ranking(metrics: dict) -> str:
              "  " + ", ".join(parts)]
     rec = r["recommended"]
     note = f" (no method beat the base on {r['key']})" if rec == "base" and len(r["ranking"]) > 1 else ""
+    if rec != r["ranking"][0]["method"] and rec != "base":
+        note = f" ({r['ranking'][0]['method']} ranks first but gives weighted samples, not a generator)"
+    elif rec == "base" and r["ranking"][0]["method"] != "base":
+        note = f" (only {r['ranking'][0]['method']}, weighted samples without a generator, beat the base)"
     lines.append(f"recommended: {rec}{note}")
     return "\n".join(lines)
 

@@ -40,7 +40,8 @@ class Report:
         scores: ``{method: {score name: Score}}`` on the held-out truth.
         key: the score the ranking uses (lower is better; an AUC ranks by its distance from 0.5).
         ranking: the methods, best first, by ``key``.
-        recommended: the method to use: the best-ranked one (``"base"`` when nothing beat it).
+        recommended: the method to use: the best-ranked one that hands back a generator (``"base"`` when
+            nothing beat it; weighted-only methods such as ``dctr`` are ranked, never recommended).
         ranking_detail: :func:`~genrefine.metrics.rank_methods`' record (values, floors, share
             of the base's gap to the floor each method closes).
         generators: ``{method: Generator}`` for every method that delivers one: refined

@@ -249,7 +249,9 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
     scored = [m for m in method_list if m not in failed]
     scores = _score(res, split, scored, scoring, cfg["evaluation"], n_samples, seed, ctx.timings, dev)
     rates, cost = _speeds(base, results, cfg["evaluation"], split.x_train.shape[1], n_samples, scoring)
-    res.metrics = {"scores": scores, "ranking": rank_run(scores, scoring, split.data_shape), "failed": failed,
+    weighted_only = [m for m in scored if m in METHODS and METHODS[m].sampled_by]
+    res.metrics = {"scores": scores, "ranking": rank_run(scores, scoring, split.data_shape, weighted_only),
+                   "failed": failed,
                    "timings_seconds": ctx.timings, "samples_per_second": rates, "inference_cost": cost,
                    "diagnostics": ctx.diagnostics}
     return res

@@ -80,13 +80,14 @@ def ranking_key(scoring: str, data_shape) -> str:
     return "energy"
 
 
-def rank_run(scores: dict, scoring: str, data_shape) -> dict:
+def rank_run(scores: dict, scoring: str, data_shape, weighted_only=()) -> dict:
     """Every method of a run ordered by :func:`ranking_key` (best first, on held-out truth), with
     the share of the base's distance to its floor that each closes, and the method to use:
     ``{"key", "direction", "ranking", "best", "base", "best_beats_base", "recommended"}``.
 
-    ``recommended`` is the best method: the base itself when no method beats it at this
-    resolution."""
+    ``recommended`` is the best method that hands back a generator: the base itself when no
+    such method beats it at this resolution. Methods in ``weighted_only`` (weighted samples,
+    no generator: ``dctr``, ``omnifold``) are ranked but never recommended."""
     key = ranking_key(scoring, data_shape)
     if scoring == "lrw":  # the mean over evaluations, beside the mean of the floors
         view = {m: {key: {"value": s["lrw"]["emd"]["mean"], "floor": s["lrw"]["emd"]["floor"]["mean"],
@@ -96,7 +97,8 @@ def rank_run(scores: dict, scoring: str, data_shape) -> dict:
     if key == "frechet_features" and not any(key in s for s in view.values()):
         key = "c2st_auc"
     out = rank_methods(view, key=key)
-    out["recommended"] = out["best"]
+    out["recommended"] = next((r["method"] for r in out["ranking"] if r["method"] not in set(weighted_only)),
+                              out["best"])
     return out
 
 

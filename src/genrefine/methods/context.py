@@ -77,13 +77,23 @@ class RunContext:
     @contextlib.contextmanager
     def stream(self, key: str) -> Iterator[None]:
         """Run the block on the random stream named ``key``: torch's global generator (and the
-        run's CUDA device's) seeded by the run's seed and ``key``, restored afterwards. Streams
-        nest: an estimator first requested inside a method's fit still draws from its own."""
+        run's CUDA device's) and the base's own streams (a simulator's hidden noise) seeded by the
+        run's seed and ``key``, restored afterwards. Streams nest: an estimator first requested
+        inside a method's fit still draws from its own."""
         devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else []
+        seed = zlib.crc32(f"{self.seed}:{key}".encode())
+        owners = [m for m in self.base.modules() if hasattr(m, "reseed")]
+        saved = [(m.seed, m.rng) for m in owners]
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(zlib.crc32(f"{self.seed}:{key}".encode()))
-            yield
+            torch.manual_seed(seed)
+            for m in owners:
+                m.reseed(seed)
+            try:
+                yield
+            finally:
+                for m, (own_seed, rng) in zip(owners, saved):
+                    m.seed, m.rng = own_seed, rng
 
     def _once(self, key: str, build: Callable[[], object]):
         if key not in self._cache:
