@@ -4,6 +4,8 @@ optionally refine the refined generator again (a new classifier against it, its 
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from typing import ClassVar
 
 from genrefine.generators.base import Generator
@@ -30,7 +32,8 @@ class RefinerMethod(Method):
         for k in range(ctx.iterations):
             tag = f"_{self.name}_it{k + 1}"
             fit_k = self._weighted_latents(ctx, gen, tag, first=k == 0)
-            gen, it = self._refine_once(ctx, gen, fit_k, tag, arch, settings, data_rejection)
+            with _named_warnings(self.name):  # its own classifiers' warnings are not the run's classifier's
+                gen, it = self._refine_once(ctx, gen, fit_k, tag, arch, settings, data_rejection)
             iterations.append(it)
         y, x = ctx.timed(f"sample_{self.name}", lambda: gen.sample_with_latents(ctx.n_samples))
         return MethodResult(z=gen.base_latent(y), x=x, generator=gen, diagnostics={"iterations": iterations})
@@ -58,3 +61,18 @@ class RefinerMethod(Method):
                 checkpoint=ctx.ckpt("data_rejection" + tag), **data_rejection))
             it["data_rejection"] = refined.data_rejection_diagnostics_
         return refined, it
+
+
+@contextlib.contextmanager
+def _named_warnings(name: str):
+    """Warnings raised in the block, given again with ``name:`` in front (a refiner's data-space
+    step trains a classifier of its own; a bare "classifier weights are degenerate" would read
+    as the run's classifier)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            held = list(caught)
+    for w in held:
+        warnings.warn(f"{name}: {w.message}", w.category, stacklevel=3)
