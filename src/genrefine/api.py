@@ -59,8 +59,8 @@ def load_generator(path: str, device: str | torch.device = "cpu", family: str | 
     ``family`` checks what was saved. ``base`` is the user's model (an ``nn.Module``, a
     function, or a generator from :func:`~genrefine.generators.as_generator`) when the
     checkpoint was built on one, at any depth of refinement: a copy of a module gets the saved
-    weights (shapes checked) and is frozen like the rest; the module itself is left as it is. Every failure is one ValueError
-    line.
+    weights (shapes checked) and is frozen like the rest; the module itself is left as it is.
+    Every failure is one ValueError line.
     """
     meta, state = read_checkpoint(path)
     if "family" not in meta:

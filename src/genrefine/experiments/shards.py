@@ -11,8 +11,8 @@ the model's fingerprint (:func:`model_probe`) and every finished shard (rows, fi
 sha256); it is rewritten atomically after each shard, and ``complete`` turns true after the
 last. A rerun with the same request and a model of the same fingerprint resumes after the
 finished shards (their files are checked against the manifest); another request, another
-model, or files in ``DIR`` that no sampling run made, are refused before anything is drawn. ``DIR`` is locked
-while a run writes it.
+model, or files in ``DIR`` that no sampling run made, are refused before anything is drawn.
+``DIR`` is locked while a run writes it.
 
 Under ``torchrun`` (a process group initialised, :func:`genrefine.distributed.init`) the ranks
 share the work in rounds: in round ``j`` rank ``r`` writes shard ``j·W + r`` from its own block
