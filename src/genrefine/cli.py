@@ -24,25 +24,21 @@ SUITE_COLUMNS = ("energy", "exact_emd", "precision", "recall", "c2st_auc", "frec
                  "recall_features", "hist_jsd", "hist_emd")
 
 
-def _seed(s: str) -> int:
-    """A seed: an integer in [0, 2**32 - 1], numpy's range (argparse names the option)."""
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{s}'") from None
-    if not 0 <= v < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 2**32 - 1], got {v}")
-    return v
+def _int_at_least(low: int, below: int | None = None, shown: str = ""):
+    """An argparse type: an integer >= ``low`` (and < ``below``); argparse names the option."""
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got '{s}'") from None
+        if v < low or (below is not None and v >= below):
+            raise argparse.ArgumentTypeError(f"must be {shown or f'>= {low}'}, got {v}")
+        return v
+    return parse
 
 
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{s}'") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+_positive_int = _int_at_least(1)
+_seed = _int_at_least(0, 2 ** 32, "in [0, 2**32 - 1] (numpy's seeds)")
 
 
 def _fraction(s: str) -> float:
