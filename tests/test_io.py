@@ -143,6 +143,9 @@ def test_changed_or_damaged_tensors_refused(tmp_path):
     ('{"family": "realnvp", "config": {"data_dim": 2, "oops": 1}}', ["does not fit"]),
     ('{"family": "no-such", "config": {}}', ["unknown generator family"]),
     ("{" * 5, ["unreadable config"]),
+    ('{"format_version": 99, "family": "realnvp", "config": {}}', ["format 99", "newer genrefine"]),
+    ('{"format_version": "2", "family": "realnvp", "config": {}}', ["not a checkpoint format"]),
+    ('{"format_version": 2, "nonfinite": "x", "family": "realnvp", "config": {}}', ["'nonfinite' must list"]),
 ])
 def test_bad_configs_refused_in_one_line(tmp_path, config, words):
     path = save_generator(RealNVPGenerator(2, transforms=1, hidden=(8,)), str(tmp_path / "g"))

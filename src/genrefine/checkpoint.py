@@ -186,6 +186,15 @@ def _read_meta(path: str) -> dict:
         raise ValueError(f"{cfg_path}: unreadable config ({type(exc).__name__}: {exc})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
         raise ValueError(f"{cfg_path}: not a genrefine checkpoint config (expected an object with a 'config' object)")
+    version = meta.get("format_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"{cfg_path}: format_version {version!r} is not a checkpoint format")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{cfg_path}: written in checkpoint format {version} by a newer genrefine (this one reads "
+                         f"up to {FORMAT_VERSION}); upgrade genrefine to load it")
+    nonfinite = meta.get("nonfinite", [])
+    if not isinstance(nonfinite, list) or not all(isinstance(k, str) for k in nonfinite):
+        raise ValueError(f"{cfg_path}: 'nonfinite' must list tensor names, got {nonfinite!r}")
     return meta
 
 
