@@ -100,3 +100,15 @@ def test_python_api_raises_valueerror(tmp_path, bad, words):
     with pytest.raises(ValueError, match=words):
         run_refinement(bad, out=str(tmp_path / "o"), progress=False, overrides=TINY)
     assert not (tmp_path / "o").exists()
+
+
+def test_tempered_weights_are_said_in_the_summary():
+    """A partial correction (weights tempered to w^β, β < 1, on held-out rows) is one line of the
+    run's summary; full weights say nothing."""
+    from genrefine.cli import _tempering_line
+
+    assert _tempering_line({"beta": 1.0, "rule": "guard"}) == [] and _tempering_line(None) == []
+    (line,) = _tempering_line({"beta": 0.5, "rule": "guard"})
+    assert "w^0.5" in line and "worse than no weights" in line and "part of the gap" in line
+    (line,) = _tempering_line({"beta": 0.0, "rule": "best"})
+    assert "w^0" in line and "base again" in line

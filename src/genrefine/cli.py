@@ -236,6 +236,7 @@ def format_table(metrics: dict) -> str:
         flag = f"; DEGENERATE weights: {clf['reason']}" if clf.get("degenerate") else ""
         lines.append(f"classifier on held-out rows: BCE {clf['bce']:.4g}, AUC {clf['auc']:.4f}, mean weight "
                      f"{clf['mean_weight']:.3g}, ESS {100 * clf['ess_fraction']:.1f}%{flag}")
+        lines += _tempering_line(clf.get("tempering"))
     t = metrics["timings_seconds"]
     lines.append("")
     lines.append("seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in t.items()))
@@ -243,6 +244,18 @@ def format_table(metrics: dict) -> str:
     if rates:
         lines.append("samples/s: " + ", ".join(f"{k}={v:,.3g}" for k, v in rates.items()))
     return "\n".join(lines)
+
+
+def _tempering_line(rec) -> list[str]:
+    """A line when the classifier's weights were tempered (``w^β``, β < 1): a partial correction,
+    chosen on held-out rows, that a user should know the methods work with."""
+    if not isinstance(rec, dict) or rec.get("beta") is None or float(rec["beta"]) >= 1:
+        return []
+    why = ("the full weights scored worse than no weights on held-out rows" if rec.get("rule") == "guard"
+           else "the tempered weights came closest to held-out data")
+    effect = "the methods draw the base again" if float(rec["beta"]) == 0 else "the methods correct only part of the gap"
+    return [f"weights tempered to w^{float(rec['beta']):g} ({why}): {effect} (classifier.temper=off keeps the full "
+            "weights)"]
 
 
 def _format_laser_table(metrics: dict) -> str:
