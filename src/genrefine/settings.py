@@ -91,12 +91,27 @@ def merge(a: dict, b: dict) -> dict:
     return out
 
 
+def _check_bounds(path: str, key: str, value: float) -> None:
+    """The range a number of parameter ``key`` must lie in: >= 0; >= 1 for a count; below 1 for
+    Adam's betas; within :data:`SIZE_LIMITS` for a network size."""
+    if value < 0:
+        raise ValueError(f"setting {path}: must be >= 0, got {value!r}")
+    if (key in COUNT_KEYS or (key == "epochs" and ".w_phi." not in path)) and value < 1:
+        raise ValueError(f"setting {path}: must be >= 1, got {value!r}")
+    if key == "betas" and not value < 1:
+        raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")
+    limit = SIZE_LIMITS.get(key)
+    if limit is not None and not 1 <= value <= limit:
+        raise ValueError(f"setting {path}: a network size must be between 1 and {limit}, got {value!r}")
+
+
 def _check_value(path: str, value, default):
     """``value`` converted to the type of ``default`` and bounded, or one ValueError line."""
+    key = path.rsplit(".", 1)[-1].split("[")[0]
     if default is None or isinstance(default, str):
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"setting {path}: expected a single value, got {type(value).__name__}")
-        if path.rsplit(".", 1)[-1] in COUNT_KEYS and value not in (None, default):
+        if key in COUNT_KEYS and value not in (None, default):
             return _check_value(path, value, 1)  # a count with a symbolic default ("n", None): else a number >= 1
         return value
     if isinstance(default, bool):
@@ -108,16 +123,7 @@ def _check_value(path: str, value, default):
             raise ValueError(f"setting {path}: expected a number, got {value!r}")
         if abs(value) > MAX_NUMBER or not math.isfinite(value):  # the int comparison first: 10**400 has no float
             raise ValueError(f"setting {path}: {value!r:.40} is not a finite number of at most {MAX_NUMBER:g}")
-        if value < 0:
-            raise ValueError(f"setting {path}: must be >= 0, got {value!r}")
-        key = path.rsplit(".", 1)[-1].split("[")[0]
-        limit = SIZE_LIMITS.get(key)
-        if (key in COUNT_KEYS or (key == "epochs" and ".w_phi." not in path)) and value < 1:
-            raise ValueError(f"setting {path}: must be >= 1, got {value!r}")
-        if key == "betas" and not value < 1:
-            raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")
-        if limit is not None and not 1 <= value <= limit:
-            raise ValueError(f"setting {path}: a network size must be between 1 and {limit}, got {value!r}")
+        _check_bounds(path, key, value)
         if isinstance(default, int) and not isinstance(value, int):
             if float(value) != int(value):
                 raise ValueError(f"setting {path}: expected an integer, got {value!r}")

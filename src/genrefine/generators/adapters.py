@@ -452,6 +452,17 @@ class CallableGenerator(AdaptedGenerator):
         self.rng = np.random.default_rng(self.seed)
         return self
 
+    @contextlib.contextmanager
+    def seeded_stream(self, seed: int):
+        """Run the block with the hidden-randomness stream started at ``seed``; afterwards the
+        adapter's own seed and stream are back where they were."""
+        own = self.seed, self.rng
+        self.rng = np.random.default_rng(int(seed))
+        try:
+            yield self
+        finally:
+            self.seed, self.rng = own
+
     def config(self) -> dict:
         return {**super().config(), "backend": self.backend}
 

@@ -83,17 +83,12 @@ class RunContext:
         devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
             if self.device.type == "cuda" else []
         seed = zlib.crc32(f"{self.seed}:{key}".encode())
-        owners = [m for m in self.base.modules() if hasattr(m, "reseed")]
-        saved = [(m.seed, m.rng) for m in owners]
-        with torch.random.fork_rng(devices=devices):
+        with torch.random.fork_rng(devices=devices), contextlib.ExitStack() as streams:
             torch.manual_seed(seed)
-            for m in owners:
-                m.reseed(seed)
-            try:
-                yield
-            finally:
-                for m, (own_seed, rng) in zip(owners, saved):
-                    m.seed, m.rng = own_seed, rng
+            for m in self.base.modules():
+                if hasattr(m, "seeded_stream"):
+                    streams.enter_context(m.seeded_stream(seed))
+            yield
 
     def _once(self, key: str, build: Callable[[], object]):
         if key not in self._cache:
