@@ -76,3 +76,16 @@ def test_the_presets_counts_and_betas_are_checked_up_front(settings, words):
     assert words in str(info.value) and "\n" not in str(info.value)
     cfg = build_config("quick", settings={"hmc": {"n_chains": "n"}, "rejection": {"safety": 2.0}})
     assert cfg["hmc"]["n_chains"] == "n" and cfg["rejection"]["safety"] == 2.0
+
+
+def test_a_size_with_an_automatic_default_takes_a_size():
+    """``laser.aux_dim`` defaults to None (the latent's dimension + 2); a number set for it is
+    checked as a network size."""
+    from genrefine.presets import get_preset
+    from genrefine.settings import apply_settings
+
+    assert get_preset("quick")["laser"]["aux_dim"] is None
+    assert apply_settings(get_preset("quick"), {"laser": {"aux_dim": 6}})["laser"]["aux_dim"] == 6
+    for bad in (0, "six", 1e6):
+        with pytest.raises(ValueError, match="laser.aux_dim"):
+            apply_settings(get_preset("quick"), {"laser": {"aux_dim": bad}})

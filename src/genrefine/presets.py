@@ -80,7 +80,10 @@ PRESETS: dict[str, dict] = {
         # classifiers: gaussians4 57 -> 76%, rings3 68 -> 87%. 4 x 48 kept the gain of 4 x 64
         # (gaussians4 70% vs 70%, checkerboard 58% vs 54%) at 2/3 of its cost; 4 x 32, 3 x 48
         # and 6 x 32 lost 3-6 points (docs/laser.md)
-        "laser": {"aux_dim": 4, "hidden": 48, "layers": 3, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
+        # aux_dim None: the latent's dimension + 2 (the paper's 4 on a 2-d latent); below the
+        # latent's dimension the residual start is off and the GAN collapsed onto one mode on a
+        # 6-d latent (energy 4.47 against the base's 0.70; with 8: 0.19, docs/guide.md)
+        "laser": {"aux_dim": None, "hidden": 48, "layers": 3, "epochs": 30, "batch_size": 1000, "lr": 2e-3,
                   "betas": [0.5, 0.9], "gamma": 0.9, "n_critic": 4, "r1": 0.0, "ema": 0.99,
                   "drs_hidden": 48, "drs_layers": 4, "drs": {"quantile": 0.95, "n": 400_000, "steps": LATENT_STUDENT_STEPS},
                   # last correction in data space (samplers/data_rejection.py): the DCTR classifier trained
@@ -126,7 +129,7 @@ PRESETS: dict[str, dict] = {
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
                        "calibrate_cells": 40, "temper": "auto", "features": "auto"},
         "hmc": {"paper": True},
-        "laser": {"aux_dim": 4, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
+        "laser": {"aux_dim": None, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
                   "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 0.0, "ema": 0.999},
         "laser-flow": {"transforms": 6, "hidden": [128, 128], "bins": 8, "epochs": 100, "batch_size": 2000,
                        "lr": 1e-3, "gamma": 0.99},

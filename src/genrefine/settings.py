@@ -111,8 +111,8 @@ def _check_value(path: str, value, default):
     if default is None or isinstance(default, str):
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"setting {path}: expected a single value, got {type(value).__name__}")
-        if key in COUNT_KEYS and value not in (None, default):
-            return _check_value(path, value, 1)  # a count with a symbolic default ("n", None): else a number >= 1
+        if (key in COUNT_KEYS or key in SIZE_LIMITS) and value not in (None, default):
+            return _check_value(path, value, 1)  # a count or size with a symbolic default ("n", None): a number >= 1
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import torch
 from torch import Tensor, nn
@@ -58,6 +59,16 @@ from genrefine.training import regress, train_loop
 from genrefine.validation import check_array, check_weights
 
 
+#: auxiliary noise dimensions beyond the latent's: the paper's L = 4 for a 2-d latent, and the
+#: residual start ``Φ(y) = y[:N] + MLP(y)`` needs ``L >= N`` in any dimension
+EXTRA_AUX_DIMS = 2
+
+
+def default_aux_dim(latent_dim: int) -> int:
+    """The refiner's noise dimension ``L = N + 2`` for a latent of dimension ``N``."""
+    return int(latent_dim) + EXTRA_AUX_DIMS
+
+
 @register_family("refiner_gan")
 class RefinerGAN(Generator):
     """``z = Φ(y)``, ``y ~ N(0, I_aux_dim)``: a latent-space generator trained by weighted BCE.
@@ -67,10 +78,16 @@ class RefinerGAN(Generator):
         >>> z_refined = phi.sample(100_000)
     """
 
-    def __init__(self, latent_dim: int, aux_dim: int = 4, hidden: int = 100, layers: int = 7, residual: bool = True,
-                 drs_hidden: int = 0, drs_layers: int = 4) -> None:
+    def __init__(self, latent_dim: int, aux_dim: int | None = None, hidden: int = 100, layers: int = 7,
+                 residual: bool = True, drs_hidden: int = 0, drs_layers: int = 4) -> None:
+        aux_dim = default_aux_dim(latent_dim) if aux_dim is None else int(aux_dim)
+        if residual and aux_dim < latent_dim:
+            warnings.warn(f"refiner GAN: aux_dim {aux_dim} < latent dimension {latent_dim} turns off the residual "
+                          f"start and the coupled noise, and Φ trains from scratch (it can collapse onto one mode); "
+                          f"leave aux_dim unset ({default_aux_dim(latent_dim)} here) or set it >= {latent_dim}",
+                          stacklevel=2)
         super().__init__(latent_dim=aux_dim, data_dim=latent_dim)
-        self.aux_dim, self.hidden, self.layers = int(aux_dim), int(hidden), int(layers)
+        self.aux_dim, self.hidden, self.layers = aux_dim, int(hidden), int(layers)
         self.residual = bool(residual) and self.aux_dim >= latent_dim
         self.net = mlp(self.aux_dim, latent_dim, self.hidden, self.layers)
         if self.residual:
