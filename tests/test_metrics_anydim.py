@@ -146,7 +146,7 @@ SMALL = {"energy": 600, "exact_emd": 300, "pr": 400, "c2st": 600, "features": 60
 def _check_suite(sc, names):
     assert set(sc) == set(names)
     for r in sc.values():
-        assert set(r) == {"value", "floor", "n"} and np.isfinite(r["value"]) and np.isfinite(r["floor"])
+        assert set(r) - {"blocks"} == {"value", "floor", "n"} and np.isfinite(r["value"]) and np.isfinite(r["floor"])
 
 
 def test_score_suite_tabular_floors_and_shifted_base():
@@ -171,6 +171,23 @@ def test_score_suite_tabular_floors_and_shifted_base():
     y = rng.normal(size=(600, 16)) + np.eye(16)[0]
     w = np.exp(-y[:, 0] + 0.5)
     assert score_suite(t, ti, y, weights=w, sizes=SMALL)["energy"]["value"] < score_suite(t, ti, y, sizes=SMALL)["energy"]["value"]
+
+
+def test_the_energy_averages_disjoint_sample_blocks_against_the_same_truth():
+    """With 4 x n sample rows the energy is the mean over 4 blocks of n: the same expectation
+    as one block (so the same floor applies) and about half its spread over sample draws."""
+    rng = np.random.default_rng(3)
+    t, ti = rng.normal(size=(300, 4)), rng.normal(size=(300, 4))
+    sizes = {**SMALL, "energy": 300}
+    one, four = [], []
+    for _ in range(40):
+        s = rng.normal(size=(1200, 4)) + 0.15
+        sc = score_suite(t, ti, s, sizes=sizes)
+        assert sc["energy"]["blocks"] == 4 and sc["energy"]["n"] == 300
+        four.append(sc["energy"]["value"])
+        one.append(score_suite(t, ti, s[:300], sizes=sizes)["energy"]["value"])
+    assert np.std(four) < 0.7 * np.std(one), (np.std(four), np.std(one))
+    assert abs(np.mean(four) - np.mean(one)) < 2 * np.std(one) / np.sqrt(40)
 
 
 def test_score_suite_2d_has_histograms_and_images_have_features():
