@@ -112,3 +112,15 @@ def test_tempered_weights_are_said_in_the_summary():
     assert "w^0.5" in line and "worse than no weights" in line and "part of the gap" in line
     (line,) = _tempering_line({"beta": 0.0, "rule": "best"})
     assert "w^0" in line and "base again" in line
+
+
+def test_a_warning_is_one_line_on_stderr(tmp_path, capsys):
+    """Warnings reach the command line as ``warning: ...`` lines, without Python's file, line
+    number and source line."""
+    (tmp_path / "pandas.csv").write_text(",x,y\n0,1.0,2.0\n1,0.5,1.5\n2,0.2,0.1\n")
+    assert main(["refine", "--data", str(tmp_path / "pandas.csv"), "--methods", "base",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("warning: pandas.csv: the first column is a row index"), err
+    assert err[1].startswith("error: ") and len(err) == 2 and "UserWarning" not in "".join(err)
+    assert not (tmp_path / "run").exists()

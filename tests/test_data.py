@@ -46,6 +46,21 @@ def test_load_formats(tmp_path):
     np.testing.assert_allclose(load_array(str(tmp_path / "h.csv")), a, rtol=1e-6)
 
 
+def test_a_written_row_index_is_not_a_feature(tmp_path):
+    """pandas' ``to_csv`` writes the row index first under a blank header cell: it is left out
+    (with a warning); a named first column that merely counts is data and stays."""
+    a = np.random.default_rng(1).normal(size=(30, 2))
+    body = "\n".join(f"{i},{x:.6f},{y:.6f}" for i, (x, y) in enumerate(a))
+    (tmp_path / "pandas.csv").write_text(",x,y\n" + body + "\n")
+    (tmp_path / "named.csv").write_text("index,x,y\n" + body + "\n")
+    (tmp_path / "count.csv").write_text("step,x,y\n" + body + "\n")
+    for name in ("pandas.csv", "named.csv"):
+        with pytest.warns(UserWarning, match="row index"):
+            got = load_array(str(tmp_path / name))
+        np.testing.assert_allclose(got, a, atol=1e-6)
+    assert load_array(str(tmp_path / "count.csv")).shape == (30, 3)
+
+
 def _bad_files(tmp_path):
     good = np.ones((10, 2))
     nan = good.copy(); nan[3, 1] = np.nan

@@ -17,6 +17,7 @@ import argparse
 import os
 import signal
 import sys
+import warnings
 
 from genrefine.pipeline import BASE_FAMILIES, LASER_METHODS, METHODS
 
@@ -481,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
     previous = _catch_sigterm()
+    shown = warnings.showwarning
+    warnings.showwarning = _warning_line
     try:
         if distributed.launched() and args.command == "sample" and args.out.lower().endswith(".npy"):
             raise ValueError("under torchrun `genrefine sample` writes shards: name a directory --out DIR "
@@ -498,8 +501,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         distributed.finish(wait=False)  # an error path: another rank may never arrive
+        warnings.showwarning = shown
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``warning: ...`` line on stderr (not Python's file, line and source)."""
+    (file or sys.stderr).write(f"warning: {' '.join(str(message).split())}\n")
 
 
 def _catch_sigterm():

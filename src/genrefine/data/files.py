@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -30,9 +31,9 @@ def _read_csv(path: str) -> np.ndarray:
         delim = dialect.delimiter
     except csv.Error:
         delim = ","
-    rows = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)]
-    rows = [[c.strip() for c in r if c.strip() != ""] for r in rows]
-    rows = [r for r in rows if r]
+    raw = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)]
+    raw = [r for r in raw if any(c.strip() for c in r)]
+    rows = [[c.strip() for c in r if c.strip() != ""] for r in raw]
 
     def numeric(row):
         try:
@@ -41,10 +42,16 @@ def _read_csv(path: str) -> np.ndarray:
         except ValueError:
             return False
 
+    header = None
     if rows and not numeric(rows[0]):
-        rows = rows[1:]  # a header row
+        header, rows = raw[0], rows[1:]
     if not rows:
         raise ValueError("no data rows")
+    if header is not None and _is_index_column(header, rows):
+        warnings.warn(f"{os.path.basename(path)}: the first column is a row index (headed '{header[0].strip()}', "
+                      f"counting {rows[0][0]}, {rows[1][0]}, ...), as pandas writes one; it is left out of the features",
+                      stacklevel=3)
+        rows = [r[1:] for r in rows]
     width = len(rows[0])
     for i, r in enumerate(rows):
         if len(r) != width:
@@ -55,6 +62,25 @@ def _read_csv(path: str) -> np.ndarray:
             except ValueError:
                 raise ValueError(f"row {i + 1}, column {j + 1}: '{c[:30]}' is not a number") from None
     return np.array(rows, dtype=np.float64)
+
+
+#: header names of a row-index column (pandas writes the first; the others are its usual names)
+_INDEX_NAMES = ("", "unnamed: 0", "index")
+
+
+def _is_index_column(header: list[str], rows: list[list[str]]) -> bool:
+    """Whether the first column is a written-out row index: its header cell is blank or an
+    index name, the header is one cell short of the rows or names it, and its values count up
+    by one from 0 or 1."""
+    name = header[0].strip().lower()
+    named = [c for c in header if c.strip()]
+    if name not in _INDEX_NAMES or len(rows[0]) != len(named) + (name == ""):
+        return False
+    try:
+        first = np.array([float(r[0]) for r in rows])
+    except ValueError:
+        return False
+    return len(first) > 1 and first[0] in (0.0, 1.0) and bool(np.all(np.diff(first) == 1.0))
 
 
 def _read(name: str, ext: str, key: str | None) -> np.ndarray:
