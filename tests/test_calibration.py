@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genrefine.weights.calibration import MIN_GENERATED_PER_CELL, KMeansCells, cell_count, cell_factors
+from genrefine.weights.calibration import (MAX_CELL_FACTOR, MIN_GENERATED_PER_CELL, KMeansCells, cell_count, cell_factors,
+                                          uncovered_share)
 from genrefine.weights.classifier import DensityRatioClassifier
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,6 +44,31 @@ def test_cell_factors_with_a_clip_and_an_unreached_cell():
     assert wc[995:].sum().item() / wc.sum().item() < 0.03
     m0, m1 = wc[:500].sum().item(), wc[500:995].sum().item()
     assert m0 / m1 == pytest.approx(500 / 400, rel=1e-3)
+
+
+def test_a_barely_reached_cell_is_moved_at_most_by_the_largest_factor():
+    """A cell with 30% of the data and 0.5% of the generated points (a missing mode's cell,
+    holding other modes' spill-over) would need a factor near 60; it gets MAX_CELL_FACTOR, and
+    the uncovered share names the 30% of the data the generator misses."""
+    cells_data = torch.tensor([0] * 350 + [1] * 350 + [2] * 300)
+    cells_gen = torch.tensor([0] * 2000 + [1] * 1980 + [2] * 20)
+    w = torch.ones(len(cells_gen))
+    f = cell_factors(w, cells_gen, cells_data, 3)
+    assert f[2] / f[0] == pytest.approx(MAX_CELL_FACTOR / ((350 / 1000) / (2000 / 4000)), rel=1e-6)  # 10 / 0.7
+    assert f[0] / f[1] == pytest.approx((350 / 2000) / (350 / 1980), rel=1e-6)  # the others as before
+    assert uncovered_share(cells_gen, cells_data, 3) == pytest.approx(0.3)
+    assert uncovered_share(torch.tensor([0] * 500 + [1] * 500), torch.tensor([0] * 600 + [1] * 400), 2) == 0.0
+
+
+def test_a_missing_mode_is_named_by_the_classifier():
+    torch.manual_seed(0)
+    data = torch.cat([two_modes(6000, 0.5, seed=1), torch.randn(2000, 8) + 12.0])  # a third mode at +12
+    gen = two_modes(12_000, 0.5, seed=2)
+    with pytest.warns(UserWarning, match="barely reaches 2[0-9]% of the data"):
+        cal = DensityRatioClassifier(8, hidden=16, layers=2).fit(data, gen, epochs=1, batch_size=4000, progress=False,
+                                                                calibrate_cells=8, calibration_samples=two_modes(8000, 0.5, seed=3))
+    assert cal.diagnostics_["calibration"]["uncovered_data_share"] > 0.2
+    assert cal.diagnostics_["calibration"]["factor_max"] / cal.diagnostics_["calibration"]["factor_min"] <= MAX_CELL_FACTOR ** 2 + 1e-6
 
 
 def test_cell_count_follows_the_data():

@@ -367,3 +367,15 @@ def test_refiner_gan_in_six_dimensions_keeps_every_mode():
     assert 0.65 < share < 0.85, share  # 0.5 untrained
     # L = 4 gave standard deviations 0.4-0.8 here: the mass collapsed
     assert torch.allclose(s[:, 1:].std(0), torch.ones(5), atol=0.15), s[:, 1:].std(0)
+
+
+def test_a_short_first_epoch_raises_no_scheduler_warning():
+    """3 batches an epoch with a generator step every 4th: its schedule still steps per epoch,
+    without PyTorch's "lr_scheduler.step() before optimizer.step()" warning reaching the user."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        RefinerGAN(2, hidden=8, layers=1).fit(torch.randn(3000, 2), torch.ones(3000), epochs=2, batch_size=1000,
+                                              n_critic=4, disc_hidden=8, disc_layers=1, progress=False)
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import time
+import warnings
 from typing import Callable
 
 import torch
@@ -139,8 +140,12 @@ def train_loop(
             for m in modules.values():
                 m.train()
             sums = _epoch(step, tensors, n, batch_size, n_batches, device, ranks)
-            for s in scheds:
-                s.step()
+            with warnings.catch_warnings():
+                # the schedule is per epoch: an optimizer that steps every k-th batch (a GAN's
+                # generator) may not have stepped yet in a short first epoch, which PyTorch warns of
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+                for s in scheds:
+                    s.step()
             rec = {k: v / n_batches for k, v in sums.items()}
             _check_finite_logs(rec, epoch + 1, epochs, desc, history[0] if history else rec)
             rec["epoch"] = epoch + 1

@@ -11,7 +11,9 @@ data, the calibrated weight is
 then scaled so that the mean of ``w'`` over generated points is 1. Inside a cell the estimator's
 shape is kept; between cells the masses are the data's. A cell the generator barely reaches
 (fewer than :data:`MIN_GENERATED_PER_CELL` generated points) keeps ``f = 1``: its share is
-not known well enough to correct. With a clip ``m`` the factors are found by iterative
+not known well enough to correct; no factor moves a cell's mass by more than
+:data:`MAX_CELL_FACTOR` either way, and :func:`uncovered_share` says how much of the data lies
+where the generator barely goes. With a clip ``m`` the factors are found by iterative
 proportional fitting, since clipping moves mass between cells.
 """
 
@@ -24,6 +26,11 @@ from torch import Tensor, nn
 MIN_GENERATED_PER_CELL = 20
 #: at least this many data rows per cell, so each cell's data share is known to a few percent
 MIN_DATA_PER_CELL = 500
+#: largest correction of a cell's mass, either way: a cell whose generated share is far below
+#: its data share holds the spill-over of other modes, not the region the data put there (a
+#: missing mode's cell got a factor of 2672, which dragged tail points toward the missing mode
+#: and left the generator's spurious mode in place)
+MAX_CELL_FACTOR = 10.0
 
 
 def cell_count(requested: int, n_data: int) -> int:
@@ -63,7 +70,8 @@ def cell_factors(w: Tensor, cells_gen: Tensor, cells_data: Tensor, k: int, m: fl
 
     ``w``: the weights of the generated points; ``cells_gen`` / ``cells_data``: the cell of each
     generated point and each data row. A cell not reached keeps the estimator's weights times
-    the common scale. Without ``m`` one step is exact; with it, iterative proportional fitting."""
+    the common scale. Without ``m`` one step is exact; with it, iterative proportional fitting.
+    Each factor stays within ``[1 / MAX_CELL_FACTOR, MAX_CELL_FACTOR]`` before the common scale."""
     w = w.double()
     reached = torch.bincount(cells_gen, minlength=k) >= int(min_generated)
     target = torch.bincount(cells_data, minlength=k).double() * reached
@@ -75,6 +83,17 @@ def cell_factors(w: Tensor, cells_gen: Tensor, cells_data: Tensor, k: int, m: fl
     for _ in range(1 if m is None else int(iterations)):
         mass = torch.bincount(cells_gen[on_reached], weights=clip(scale * w * g[cells_gen])[on_reached], minlength=k)
         mass = mass / mass.sum().clamp_min(1e-300)
-        g = torch.where(reached & (mass > 0), g * target / mass.clamp_min(1e-300), g)
+        step = (target / mass.clamp_min(1e-300)).clamp(1.0 / MAX_CELL_FACTOR, MAX_CELL_FACTOR)
+        g = torch.where(reached & (mass > 0), (g * step).clamp(1.0 / MAX_CELL_FACTOR, MAX_CELL_FACTOR), g)
         scale = scale / float(clip(scale * w * g[cells_gen]).mean().clamp_min(1e-300))
     return scale * g
+
+
+def uncovered_share(cells_gen: Tensor, cells_data: Tensor, k: int, ratio: float = MAX_CELL_FACTOR) -> float:
+    """The share of the data rows that lie in cells whose share of the generated points is below
+    their data share / ``ratio``: the part of the data the generator barely reaches (a missing
+    mode or region, which reweighting cannot fill)."""
+    gen = torch.bincount(cells_gen, minlength=k).double()
+    data = torch.bincount(cells_data, minlength=k).double()
+    gen, data = gen / gen.sum().clamp_min(1.0), data / data.sum().clamp_min(1.0)
+    return float(data[gen < data / ratio].sum())

@@ -50,7 +50,7 @@ from genrefine.metrics.c2st import roc_auc
 from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import positive_rate, train_loop
-from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors
+from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors, uncovered_share
 from genrefine.weights.tempering import select_tempering
 from genrefine.validation import check_array, check_data_shape, check_weights
 from genrefine.weights.conv import ConvNet
@@ -62,6 +62,9 @@ LOG_WEIGHT_CLIP = 50.0
 DEGENERATE_AUC = 0.99          # samples this separable give weights near 0 or ∞
 DEGENERATE_ESS = 0.01          # fewer than 1 in 100 generated points carry the weight
 DEGENERATE_MEAN_FACTOR = 2.0   # mean w over generated points off 1 by more than a factor 2
+#: warn when at least this share of the data lies where the generator barely goes
+#: (:func:`~genrefine.weights.calibration.uncovered_share`)
+UNCOVERED_WARN = 0.02
 
 
 class DegenerateWeightsWarning(UserWarning):
@@ -309,12 +312,18 @@ class RatioClassifier(nn.Module):
             return {"cells": 0, "reason": f"{len(xd)} data rows support fewer than 2 cells of 500"}
         cells = KMeansCells(k, xd, seed=self.seed)
         w = self.weight(xg)
-        f = cell_factors(w, cells(xg), cells(xd), k)
+        cg, cd = cells(xg), cells(xd)
+        f = cell_factors(w, cg, cd, k)
         self.cell_centres = cells.centres.float()
         self.cell_log_factors = f.log().float()
         self.log_weight_max.add_(float(self.cell_log_factors.max()))
+        missed = uncovered_share(cg, cd, k)
+        if missed >= UNCOVERED_WARN:
+            warnings.warn(f"the generator barely reaches {100 * missed:.0f}% of the data: k-means cells holding "
+                          f"that share of the data rows get less than a tenth of it in generated points (a missing "
+                          f"mode or region); reweighting cannot create mass there", stacklevel=3)
         return {"cells": k, "factor_min": float(f.min()), "factor_max": float(f.max()),
-                "data_rows": len(xd), "generated_rows": len(xg)}
+                "uncovered_data_share": missed, "data_rows": len(xd), "generated_rows": len(xg)}
 
     def _train(self, x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, checkpoint,
                sw=None, swv=None):
