@@ -251,6 +251,22 @@ def test_rank_methods_directions_and_gap():
         rank_methods(scores, key="fid")
 
 
+def test_methods_at_their_floor_are_named_and_said():
+    """Two refinements below the floor are indistinguishable from the truth: the ranking names
+    them, best first, and the printed ranking says their order is noise."""
+    from genrefine.cli import format_ranking
+
+    def rec(v):
+        return {"energy": {"value": v, "floor": 0.06, "n": 500}}
+    r = rank_methods({"base": rec(0.39), "sir-dctr": rec(0.038), "rejection": rec(0.05), "laser": rec(0.07)})
+    assert r["at_floor"] == ["sir-dctr", "rejection"] and r["best"] == "sir-dctr"
+    text = format_ranking({"ranking": {**r, "recommended": "sir-dctr"}})
+    assert "at the truth floor: sir-dctr, rejection" in text and "noise" in text
+    assert rank_methods({"base": rec(0.39), "a": rec(0.05)})["at_floor"] == ["a"]
+    assert "truth floor:" not in format_ranking({"ranking": {**rank_methods({"base": rec(0.39), "a": rec(0.05)}),
+                                                             "recommended": "a"}}).split("recommended")[1]
+
+
 def test_a_weighted_only_method_is_ranked_but_never_recommended():
     """dctr's weighted samples can score best, but there is no generator to hand back: the run
     recommends the best method that has one (the base when only weighted ones beat it)."""

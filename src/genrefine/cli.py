@@ -212,6 +212,10 @@ def format_ranking(metrics: dict) -> str:
     elif rec == "base" and r["ranking"][0]["method"] != "base":
         note = f" (only {r['ranking'][0]['method']}, weighted samples without a generator, beat the base)"
     lines.append(f"recommended: {rec}{note}")
+    tied = r.get("at_floor") or []
+    if len(tied) >= 2:
+        lines.append(f"at the truth floor: {', '.join(tied)} (indistinguishable from held-out truth on {r['key']} at "
+                     "this sample size, so their order is noise; compare them on what matters to you, e.g. the tails)")
     return "\n".join(lines)
 
 

@@ -90,6 +90,9 @@ class Report:
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines.append(f"ranked by {self.key} on held-out truth; use: {self.recommended}")
+        tied = self.ranking_detail.get("at_floor") or []
+        if len(tied) >= 2:
+            lines.append(f"at the truth floor, so in an order that is noise: {', '.join(tied)}")
         return "\n".join(lines)
 
 

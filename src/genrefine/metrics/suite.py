@@ -215,7 +215,9 @@ def rank_methods(scores: Mapping[str, Mapping[str, Mapping]], key: str = "energy
 
     Returns:
         ``{"key", "direction", "ranking": [{"method", "value", "floor", "n", "gap_closed"}, ...],
-        "best": name, "base": base's value or None, "best_beats_base": bool or None}``.
+        "best": name, "base": base's value or None, "best_beats_base": bool or None,
+        "at_floor": the methods at or beyond their floor, best first}``. Methods at the floor
+        are indistinguishable from the truth at this sample size: their order is noise.
     """
     if key not in SCORE_DIRECTIONS:
         raise ValueError(f"key: unknown score {key!r}; known: {', '.join(SCORE_DIRECTIONS)}")
@@ -235,6 +237,7 @@ def rank_methods(scores: Mapping[str, Mapping[str, Mapping]], key: str = "energy
         ranking.append({"method": m, "value": have[m]["value"], "floor": have[m]["floor"],
                         "n": have[m].get("n"), "gap_closed": closed})
     best = ranking[0]["method"]
+    at_floor = [r["method"] for r in ranking if bad[r["method"]] <= _badness(r["floor"], direction)]
     return {"key": key, "direction": direction, "ranking": ranking, "best": best,
             "base": None if base_rec is None else base_rec["value"],
-            "best_beats_base": None if base_rec is None else bad[best] < bad[base]}
+            "best_beats_base": None if base_rec is None else bad[best] < bad[base], "at_floor": at_floor}
