@@ -283,6 +283,18 @@ def test_hmc_rejects_trajectories_into_zero_or_nan_weight(log_weight, mean, var)
     assert sampler.diagnostics["divergences"] > 0  # trajectories that left the support were rejected
 
 
+def test_hmc_adaptation_survives_a_first_step_beyond_the_model():
+    """Dual averaging's first update jumps to about 10 ε_0; on a model that is NaN beyond
+    |z| = 5 that step sends every trajectory out. The adaptation shrinks ε again and the run
+    samples N(0, I) (it used to stop at step 2)."""
+    torch.manual_seed(4)
+    target = LatentTarget(std_normal(), lambda z: torch.where(z.abs().amax(-1) < 5, 0.0, math.nan) + 0 * z[:, 0])
+    sampler = HMCSampler(target, n_chains=1000, progress=False)
+    z = sampler.sample(20_000)
+    assert sampler.diagnostics["non_finite_proposals"] > 0  # the early steps did leave the model's range
+    assert (z.mean(0).abs() < 0.05).all() and ((z.var(0) - 1).abs() < 0.08).all(), (z.mean(0), z.var(0))
+
+
 @pytest.mark.parametrize("target_accept", [0.6, 0.85])
 def test_hmc_step_size_adaptation_hits_target_acceptance(target_accept):
     torch.manual_seed(11)

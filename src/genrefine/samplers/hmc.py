@@ -17,7 +17,8 @@ The only call on the model is ``target.log_prob(z)`` (with autograd for the grad
 where ``log q`` is ``-inf`` (w = 0), NaN, or whose gradient is not finite end a trajectory as
 a *divergence*: the proposal is rejected, the chain stays where it was, and no NaN ever enters
 the state. Faults are errors, never samples: a start where ``log q`` or its gradient is not
-finite, a step at which every proposal was non-finite (:data:`FAULT_PROPOSALS`), and chains
+finite, a run of steps at which every proposal was non-finite (:data:`FAULT_PROPOSALS`;
+:data:`ADAPT_FAULT_STEPS` steps while ε adapts), and chains
 that run off to ``|z|`` beyond :data:`EXPLODED_SCALES` prior scales each raise ValueError
 naming the step; a start pool with an ESS fraction below 1 % warns at once.
 
@@ -54,6 +55,11 @@ EXPLODED_SCALES = 1e3
 #: gradient that stops the sampler: a valid target with NaN regions (treated as w = 0) never
 #: sends a hundred proposals in a row there; a model that has started returning NaN does.
 FAULT_PROPOSALS = 100
+#: while ε adapts, the run of all-non-finite steps it may take to shrink back: dual averaging's
+#: first update jumps to about 10 ε_0 (its shrinkage point), which can put every trajectory of
+#: a steep target beyond the model's finite range for a step or two (a power-law generator's
+#: chains all failed at ε = 8.5 in step 2 and the run stopped)
+ADAPT_FAULT_STEPS = 20
 
 
 class HMCState(NamedTuple):
@@ -327,7 +333,7 @@ class HMCSampler(LatentSampler):
             state, info = self.step(state)
             run["gradient_calls"] += info.n_steps
             run["gradient_evaluations"] += info.n_steps * len(state.z)
-            streak = _check_step(it, state, info, limit, streak)
+            streak = _check_step(it, state, info, limit, streak, adapting=adapter is not None and it < self.burn_in)
             sums["non_finite"] += info.non_finite.sum()
             if it < self.burn_in:
                 sums["divergent_burn"] += info.divergent.sum()
@@ -422,10 +428,11 @@ class HMCSampler(LatentSampler):
         )
 
 
-def _check_step(it: int, state: HMCState, info: HMCInfo, limit: float, streak: int) -> int:
+def _check_step(it: int, state: HMCState, info: HMCInfo, limit: float, streak: int, adapting: bool = False) -> int:
     """Raise ValueError (naming the step) when a chain's state left ``|z| <= limit`` or is not
-    finite, or when the last :data:`FAULT_PROPOSALS` proposals were all non-finite; returns
-    the run of consecutive non-finite proposals. One device sync per step."""
+    finite, or when the last :data:`FAULT_PROPOSALS` proposals were all non-finite (while ε
+    adapts, at least :data:`ADAPT_FAULT_STEPS` steps of them); returns the run of consecutive
+    non-finite proposals. One device sync per step."""
     worst = state.z.abs().amax()
     worst = torch.where(torch.isfinite(state.log_prob).all(), worst, torch.full_like(worst, math.nan))
     worst, all_bad = torch.stack([worst.double(), info.non_finite.all().double()]).tolist()
@@ -435,7 +442,7 @@ def _check_step(it: int, state: HMCState, info: HMCInfo, limit: float, streak: i
             f"beyond {EXPLODED_SCALES:g} prior scales ({limit:.3g}): q(z) ∝ p(z) w(z) is not normalisable (w grows faster than the prior falls); "
             "cap the weights or use rejection or SIR")
     streak = streak + len(state.z) if all_bad else 0
-    if streak >= FAULT_PROPOSALS:
+    if streak >= max(FAULT_PROPOSALS, ADAPT_FAULT_STEPS * len(state.z) if adapting else 0):
         raise ValueError(
             f"HMC step {it + 1}: log q(z) or its gradient was NaN or +inf at all of the last {streak} proposals "
             f"({len(state.z)} chains; step size {float(state.step_size.mean()):.3g}); the weight model returns "
