@@ -32,7 +32,7 @@ from genrefine.data import load_array, read_idx
 from genrefine.metrics import FeatureNet, frechet_distance
 from genrefine.metrics.precision_recall import mean_interval
 from genrefine.metrics.suite import weighted_precision_recall
-from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound
+from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound, sharpened
 from genrefine.samplers.ratio import SIRSampler
 from genrefine.weights.classifier import ConvRatioClassifier, latent_target
 from genrefine.weights.feature_classifier import FeatureRatioClassifier
@@ -70,20 +70,27 @@ def feature_net(seed: int) -> tuple[FeatureNet, np.ndarray, float]:
     return net, held, round(float((net.classes_[predicted] == y_held).mean()), 4)
 
 
-def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE) -> dict:
+def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE,
+             sharpen: tuple[float, float] | None = None) -> dict:
     """``{method: draw(n) -> (images, weights or None)}`` of a saved run's base and of its
     classifier's weights: the base's images weighted (``dctr``), SIR, latent rejection.
     ``user_model`` is the user's module when the run was built on one (its weights are filled
-    from the run's checkpoint)."""
+    from the run's checkpoint). ``sharpen = (power, quantile)``: every method on the sharpened
+    weights ``min(w, c)^power`` (:func:`~genrefine.samplers.rejection.sharpened`), as a run with
+    ``--set classifier.sharpen=POWER`` samples them."""
     base = load_generator(os.path.join(run, "models", "base"), base=user_model)
     path = os.path.join(run, "models", "classifier")
     kind = read_checkpoint(path)[0]["kind"]
     clf = load_module(path, kind, KINDS[kind])
-    target = practical_bound(latent_target(base, clf))
+    target = latent_target(base, clf)
+    target = practical_bound(target) if sharpen is None else sharpened(target, *sharpen)
 
     def weighted(n):
-        x = base.sample(n)
-        return x.numpy(), clf.weight(x).numpy()
+        if sharpen is None:
+            x = base.sample(n)
+            return x.numpy(), clf.weight(x).numpy()
+        z = base.prior.sample((n,))
+        return base.generate(z).numpy(), target.weight(z).numpy()
 
     def rejection(n):
         sampler = LatentRejectionSampler(target, progress=False, max_proposals=max_per_image * n)
@@ -94,11 +101,11 @@ def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_I
 
 
 def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, seed: int,
-             user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE) -> dict:
+             user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE, sharpen=None) -> dict:
     """Every method's scores per evaluation (paired on the truth rows), then summarised."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    draws, rows, failed = samplers(run, user_model, max_per_image), {}, {}
+    draws, rows, failed = samplers(run, user_model, max_per_image, sharpen), {}, {}
     truth_f = net.features(held)
     for r in range(repeats):
         t = truth_f[rng.choice(len(truth_f), n, replace=False)]
@@ -190,8 +197,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=MAX_PROPOSALS_PER_IMAGE,
                     help="latent rejection is refused beyond this many proposals an image")
+    ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
+                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
+    sharpen = None
+    if args.sharpen:
+        parts = [float(v) for v in args.sharpen.split(",")]
+        sharpen = (parts[0], parts[1] if len(parts) > 1 else 0.99)
     torch.set_num_threads(1)
     net, held, accuracy = feature_net(args.seed)
     path = os.path.join(args.docs, "image_bar.json")
@@ -203,7 +216,7 @@ def main(argv=None) -> int:
     for fam in filter(None, args.families.split(",")):
         t0 = time.perf_counter()
         res = evaluate(os.path.join(args.runs, f"mnist_{fam}"), net, held, args.eval_n, args.repeats, args.seed,
-                       max_per_image=args.max_proposals_per_image)
+                       max_per_image=args.max_proposals_per_image, sharpen=sharpen)
         doc["families"][fam] = {**res, "seconds": time.perf_counter() - t0, "command": command}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
         atomic_write_text(os.path.join(args.docs, "image_bar.md"), render(doc))

@@ -3,6 +3,7 @@ of a large pool of the base's images with probabilities ``∝ s(x)^β`` for β b
 is the run's DCTR classifier ratio (capped at a quantile) or ``exp`` of its standardised critic.
 
     python benchmarks/image_sharpen.py [--family wgan-gp] [--pool 200000] [--repeats 5]
+        [--betas 0,1,2] [--caps 1,0.99] [--no-critic] [--seed S] [--tag _confirm]
 
 β = 1 on the classifier ratio is the target every sampler aims at (SIR with a pool this large is
 close to exact); β > 1 trades recall for typicality, as the truncation trick and DRS's shift do.
@@ -35,12 +36,14 @@ CAPS = (1.0, 0.999, 0.99)
 
 
 def pool_scores(run: str, n: int, chunk: int = 5000) -> tuple:
-    """The base, ``n`` pool latents, and their log classifier ratios and standardised critic values."""
+    """The base, ``n`` pool latents, and their log classifier ratios and standardised critic values
+    (zeros for a family without a critic)."""
     base = load_generator(os.path.join(run, "models", "base"))
     path = os.path.join(run, "models", "classifier")
     kind = read_checkpoint(path)[0]["kind"]
     clf = load_module(path, kind, ib.KINDS[kind])
-    critic = load_critic(os.path.join(run, "models", "critic"))
+    has_critic = os.path.isdir(os.path.join(run, "models", "critic"))
+    critic = load_critic(os.path.join(run, "models", "critic")) if has_critic else (lambda x: torch.zeros(len(x)))
     z = torch.randn(n, base.latent_dim)
     log_w, crit = [], []
     with torch.no_grad():
@@ -49,7 +52,7 @@ def pool_scores(run: str, n: int, chunk: int = 5000) -> tuple:
             log_w.append(torch.log(clf.weight(x)).double())
             crit.append(critic(x).reshape(-1).double())
     crit = torch.cat(crit)
-    return base, z, torch.cat(log_w), (crit - crit.mean()) / crit.std()
+    return base, z, torch.cat(log_w), (crit - crit.mean()) / crit.std().clamp_min(1e-12)
 
 
 def evaluate(base, z, score, beta, net, truth, repeats, rng) -> dict:
@@ -71,24 +74,31 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", default=os.path.join("runs", "zoo"))
     ap.add_argument("--pool", type=int, default=200_000)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--betas", default=",".join(str(b) for b in BETAS))
+    ap.add_argument("--caps", default=",".join(str(c) for c in CAPS), help="quantiles the classifier ratio is capped at")
+    ap.add_argument("--no-critic", action="store_true", help="only the classifier ratio")
+    ap.add_argument("--seed", type=int, default=0, help="the pool's and the evaluations' seed")
+    ap.add_argument("--tag", default="", help="appended to the output file's name")
     ap.add_argument("--docs", default=os.path.join(ib.ROOT, "docs"))
     args = ap.parse_args(argv)
-    torch.manual_seed(0)
+    betas, caps = [float(b) for b in args.betas.split(",")], [float(c) for c in args.caps.split(",")]
+    torch.manual_seed(args.seed)
     net, held, _ = ib.feature_net(0)
     truth = net.features(held)
     base, z, log_w, crit = pool_scores(os.path.join(args.runs, f"mnist_{args.family}"), args.pool)
-    rng, out = np.random.default_rng(0), []
-    for name, score, caps in (("classifier", log_w, CAPS), ("critic", crit, (1.0,))):
-        for q in caps:
+    rng, out = np.random.default_rng(args.seed), []
+    scores = [("classifier", log_w, caps)] + ([] if args.no_critic else [("critic", crit, (1.0,))])
+    for name, score, qs in scores:
+        for q in qs:
             capped = torch.minimum(score, torch.quantile(score.float(), q).double()) if q < 1 else score
-            for beta in BETAS:
+            for beta in betas:
                 rec = {"score": name, "cap_quantile": q, "beta": beta,
                        **evaluate(base, z, capped, beta, net, truth, args.repeats, rng)}
                 print(json.dumps(rec), flush=True)
                 out.append(rec)
     doc = {"command": "python benchmarks/image_sharpen.py " + " ".join(sys.argv[1:] if argv is None else argv),
            "family": args.family, "pool": args.pool, "repeats": args.repeats, "rows": out}
-    path = os.path.join(args.docs, "image_bar_runs", f"sharpen_{args.family}.json")
+    path = os.path.join(args.docs, "image_bar_runs", f"sharpen_{args.family}{args.tag}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     atomic_write_text(path, json.dumps(doc, indent=2))
     return 0

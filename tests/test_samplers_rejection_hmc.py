@@ -371,3 +371,23 @@ def test_practical_bound_keeps_a_usable_cap_and_tightens_a_useless_one():
     torch.manual_seed(0)
     z = LatentRejectionSampler(tight, progress=False).sample(20_000)
     assert (z[:, 0] > 0).float().mean().item() == pytest.approx(0.8, abs=0.015)  # 2 / (2 + 0.5)
+
+
+def test_sharpened_target_is_the_capped_power_of_the_weights():
+    """w = e^z on N(0, 1): the sharpened target p(z) min(w, c)^2 with c the weights' 90% quantile
+    (c = e^1.2816) has a mean found by quadrature; rejection under its exact bound c^2 draws it."""
+    from genrefine.samplers.rejection import sharpened
+
+    target = LatentTarget(std_normal(1), lambda z: z[:, 0])
+    sharp = sharpened(target, power=2.0, quantile=0.9)
+    assert sharp.bound == pytest.approx(math.exp(2 * 1.2815516), rel=0.05)  # the probe's 90% quantile
+    cap = math.log(sharp.bound) / 2
+    grid = torch.linspace(-8.0, 12.0, 200_001, dtype=torch.float64)
+    dens = torch.exp(-0.5 * grid ** 2 + 2 * grid.clamp(max=cap))
+    mean = float((grid * dens).sum() / dens.sum())
+    torch.manual_seed(2)
+    z = LatentRejectionSampler(sharp, progress=False).sample(50_000)
+    assert float(z.mean()) == pytest.approx(mean, abs=0.02), (float(z.mean()), mean)
+    assert abs(mean - 2.0) > 0.5 and abs(mean - 1.0) > 0.1  # neither the uncapped w^2 (2.0) nor w (1.0)
+    with pytest.raises(ValueError, match="power"):
+        sharpened(target, power=0.5)

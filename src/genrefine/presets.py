@@ -66,7 +66,11 @@ PRESETS: dict[str, dict] = {
         # (weights/feature_classifier.py: a hinge-GP MNIST base's precision +0.055 where the
         # pixel CNN's tempered weights gave +0.007-0.014; docs/images.md), never cell-calibrated
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
-                       "generated_per_data": 2, "calibrate_cells": 40, "temper": "auto", "features": "auto"},
+                       "generated_per_data": 2, "calibrate_cells": 40, "temper": "auto", "features": "auto",
+                       # sharpen p > 1: the samplers of the DCTR latent target draw from
+                       # p(z) min(w, c)^p, c the weights' sharpen_quantile (samplers/rejection.py
+                       # sharpened): precision first, for images; 1 keeps the data's density
+                       "sharpen": 1.0, "sharpen_quantile": 0.99},
         # resample-move: one chain per sample from SIR starts, ε tuned on 1000 chains, 2 HMC
         # iterations per sample (nearly independent samples; see HMCSampler.adapt_chains)
         "hmc": {"paper": False, "n_chains": "n", "adapt_chains": 1000, "burn_in": 50, "thin": 2,
@@ -127,7 +131,8 @@ PRESETS: dict[str, dict] = {
         "base": {"transforms": 12, "hidden": [48, 48, 48], "epochs": 100, "batch_size": 2000, "lr": 1e-3,
                  "weight_decay": 1e-5, "gamma": 0.999},
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
-                       "calibrate_cells": 40, "temper": "auto", "features": "auto"},
+                       "calibrate_cells": 40, "temper": "auto", "features": "auto", "sharpen": 1.0,
+                       "sharpen_quantile": 0.99},
         "hmc": {"paper": True},
         "laser": {"aux_dim": None, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
                   "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 0.0, "ema": 0.999},

@@ -100,6 +100,11 @@ def _check_bounds(path: str, key: str, value: float) -> None:
         raise ValueError(f"setting {path}: must be >= 1, got {value!r}")
     if key == "betas" and not value < 1:
         raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")
+    if key == "sharpen" and value < 1:
+        raise ValueError(f"setting {path}: a sharpening power is >= 1 (below 1 is tempering: classifier.temper), "
+                         f"got {value!r}")
+    if key.endswith("quantile") and not 0 < value <= 1:
+        raise ValueError(f"setting {path}: a quantile lies in (0, 1], got {value!r}")
     limit = SIZE_LIMITS.get(key)
     if limit is not None and not 1 <= value <= limit:
         raise ValueError(f"setting {path}: a network size must be between 1 and {limit}, got {value!r}")

@@ -23,7 +23,7 @@ from genrefine.generators.base import Generator
 from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
                                           fit_omnifold, fit_w_phi, train_critic)
 from genrefine.samplers.base import LatentTarget, weight_diagnostics
-from genrefine.samplers.rejection import practical_bound, probe_bound
+from genrefine.samplers.rejection import practical_bound, probe_bound, sharpened
 from genrefine.timing import timed
 from genrefine.weights.classifier import latent_target
 from genrefine.weights.omnifold import pullback_spread
@@ -201,8 +201,15 @@ class RunContext:
                               f"{spread['noise_fraction']:.0%} of their log-variance is the generator's hidden noise; "
                               f"OmniFold's latent weights (the -omnifold methods) average it out", stacklevel=3)
         target = latent_target(self.base, clf)
-        # a probe would draw from a stochastic generator's own stream and move the run's
-        return target if self.base.stochastic else practical_bound(target)
+        if self.base.stochastic:  # a probe would draw from its own stream and move the run's
+            return target
+        c = self.cfg["classifier"]
+        power, quantile = float(c.get("sharpen", 1.0)), float(c.get("sharpen_quantile", 0.99))
+        if power == 1.0:
+            return practical_bound(target)
+        target = sharpened(target, power, quantile)  # its cap is its exact bound
+        self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "bound": target.bound}
+        return target
 
     def x_val(self):
         """Held-out training rows (numpy) for choosing gradient steps: at most 2000, one in 50,

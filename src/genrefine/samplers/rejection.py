@@ -474,6 +474,36 @@ def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tup
 PRACTICAL_PROBE = 1 << 16
 
 
+def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int = PRACTICAL_PROBE) -> LatentTarget:
+    """The precision-first target ``q'(z) ∝ p(z) min(w(z), c)^power``, ``c`` the ``quantile`` of
+    ``w`` over ``n`` prior draws (their own seeded stream), with its exact bound ``c^power``.
+
+    ``power > 1`` leans further toward the points the weights call most realistic, as the
+    truncation trick does; the cap keeps the few extreme weights (an extrapolating classifier's)
+    from taking the sample over. Its samples do not follow the data: use it where typical
+    samples matter more than the density (images), never where the density must be right. On
+    zoo MNIST generators, resampling a 200,000-image pool: WGAN-GP precision 62.6 -> 66.1 (w:
+    64.8), VAE 75.1 -> 81.1 (w: 78.8), recall and Frechet distance both better than the base's
+    (docs/image_bar.md)."""
+    if not (math.isfinite(power) and power >= 1):
+        raise ValueError(f"sharpen: the power must be a number >= 1 (below 1 is tempering), got {power}")
+    if not 0 < quantile <= 1:
+        raise ValueError(f"sharpen: the quantile must lie in (0, 1], got {quantile}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        lw = torch.cat([finite_log_weight(target, target.prior.sample((min(65_536, n - i),)))
+                        for i in range(0, int(n), 65_536)])
+    lw = lw[torch.isfinite(lw)]
+    if not len(lw):
+        raise ValueError("sharpen: every probed weight is zero or non-finite")
+    cap = float(torch.quantile(lw[:1_000_000].float(), quantile)) if quantile < 1 else float(lw.max())
+    cap = distributed.agree_max(cap)  # one target for every rank under torchrun
+
+    def log_weight(z: Tensor) -> Tensor:
+        return power * target.log_weight(z).clamp(max=cap)
+    return LatentTarget(target.prior, log_weight, target.differentiable, bound=math.exp(power * cap))
+
+
 def practical_bound(target: LatentTarget, n: int = PRACTICAL_PROBE, safety: float = 1.1) -> LatentTarget:
     """``target`` with a bound rejection can use. Its own bound (a pulled-back weight's cap) holds
     everywhere and is kept while rejection under it accepts at least ``LOW_ACCEPTANCE`` of a
