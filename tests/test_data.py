@@ -249,3 +249,22 @@ def test_digits_builtin_image_set():
     flat, shape = load_flat("digits")
     assert flat.shape == (1797, 64) and shape == (1, 8, 8)
     _one_line_error(lambda: make_dataset("digits", 5000), "1797")
+
+
+def test_csv_dialects_a_user_brings(tmp_path):
+    """Old-Mac line ends, a byte-order mark before a headerless first row, comment lines and
+    trailing delimiters all read; an empty cell, a non-zip .npz and a .npz whose first array is
+    not rows are refused in one line that says so."""
+    files = {"cr.csv": b"a,b\r1,2\r3,4\r", "bom.csv": b"\xef\xbb\xbf1,2\n3,4\n", "trail.csv": b"1,2,\n3,4,\n",
+             "comment.csv": b"# made by hand\na,b\n1,2\n# a note\n3,4\n"}
+    for name, raw in files.items():
+        (tmp_path / name).write_bytes(raw)
+        np.testing.assert_allclose(load_array(str(tmp_path / name)), [[1, 2], [3, 4]], err_msg=name)
+    (tmp_path / "gap.csv").write_text("1.0,2.0,3.0\n1.0,,2.0\n")
+    (tmp_path / "fake.npz").write_text("not a zip")
+    np.savez(tmp_path / "two.npz", labels=np.arange(30), x=np.ones((30, 2)))
+    for name, words in (("gap.csv", "row 2, column 2: empty value"), ("fake.npz", "not a valid .npz"),
+                        ("two.npz", "first array 'labels'.*--key")):
+        with pytest.raises(ValueError, match=words):
+            load_array(str(tmp_path / name))
+    assert load_array(str(tmp_path / "two.npz"), key="x").shape == (30, 2)

@@ -190,6 +190,17 @@ def test_the_energy_averages_disjoint_sample_blocks_against_the_same_truth():
     assert abs(np.mean(four) - np.mean(one)) < 2 * np.std(one) / np.sqrt(40)
 
 
+def test_a_sample_wholly_outside_the_truths_range_still_scores():
+    """2-D truth with a constant column (range [4.5, 5.5] there) and a sample far from it: the
+    histograms put the sample in the border bins (JSD near its ln 2 maximum) instead of failing."""
+    rng = np.random.default_rng(5)
+    t = np.c_[rng.normal(size=400), np.full(400, 5.0)]
+    ti = np.c_[rng.normal(size=400), np.full(400, 5.0)]
+    s = rng.normal(size=(400, 2)) * 3.0 - 20.0
+    sc = score_suite(t, ti, s, sizes={**SMALL, "energy": 400, "hist": 400})
+    assert sc["hist_jsd"]["value"] > 0.6 and sc["hist_jsd"]["floor"] < 0.2
+
+
 def test_score_suite_2d_has_histograms_and_images_have_features():
     rng = np.random.default_rng(7)
     t, ti, s = (rng.normal(size=(5000, 2)) for _ in range(3))

@@ -22,22 +22,29 @@ _CHANNELS = (1, 3, 4)  # grey, RGB, RGBA: what a channels-last last axis may hol
 
 
 def _read_csv(path: str) -> np.ndarray:
-    with open(path, newline="") as fh:
+    """Rows of numbers; a header row, ``#`` comment lines, a byte-order mark, trailing
+    delimiters and any line ending (\\n, \\r\\n, \\r) are allowed."""
+    with open(path, encoding="utf-8-sig") as fh:  # universal newlines; the BOM is not data
         text = fh.read()
     if not text.strip():
         raise ValueError("the file is empty")
+    lines = [ln for ln in text.split("\n") if not ln.lstrip().startswith("#")]
+    text = "\n".join(lines)
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t ")
         delim = dialect.delimiter
     except csv.Error:
         delim = ","
-    raw = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)]
+    try:
+        raw = [r for r in csv.reader(io.StringIO(text), delimiter=delim, skipinitialspace=True)]
+    except csv.Error as exc:
+        raise ValueError(f"not readable as CSV ({exc})") from None
     raw = [r for r in raw if any(c.strip() for c in r)]
-    rows = [[c.strip() for c in r if c.strip() != ""] for r in raw]
+    rows = [_trailing_trimmed([c.strip() for c in r]) for r in raw]
 
-    def numeric(row):
+    def numeric(row):  # a header has a cell that is not a number (an empty cell is a missing one)
         try:
-            [float(c) for c in row]
+            [float(c) for c in row if c != ""]
             return True
         except ValueError:
             return False
@@ -57,11 +64,20 @@ def _read_csv(path: str) -> np.ndarray:
         if len(r) != width:
             raise ValueError(f"row {i + 1} has {len(r)} columns, expected {width}")
         for j, c in enumerate(r):
+            if c == "":
+                raise ValueError(f"row {i + 1}, column {j + 1}: empty value (a missing entry)")
             try:
                 float(c)
             except ValueError:
                 raise ValueError(f"row {i + 1}, column {j + 1}: '{c[:30]}' is not a number") from None
     return np.array(rows, dtype=np.float64)
+
+
+def _trailing_trimmed(cells: list[str]) -> list[str]:
+    """The cells without the empty ones a trailing delimiter leaves at the end of a line."""
+    while cells and cells[-1] == "":
+        cells = cells[:-1]
+    return cells
 
 
 #: header names of a row-index column (pandas writes the first; the others are its usual names)
@@ -89,13 +105,19 @@ def _read(name: str, ext: str, key: str | None) -> np.ndarray:
     if ext == ".npy":
         return np.load(name, allow_pickle=False)
     if ext == ".npz":
+        if not zipfile.is_zipfile(name):
+            raise ValueError("not a valid .npz file (a .npz is a zip archive of .npy arrays)")
         with np.load(name, allow_pickle=False) as npz:
             keys = list(npz.keys())
             if not keys:
                 raise ValueError("the archive holds no arrays")
             if key is not None and key not in keys:
                 raise ValueError(f"no array named '{key}' (arrays: {', '.join(keys)})")
-            return npz[key if key is not None else keys[0]]
+            arr = npz[key if key is not None else keys[0]]
+            if key is None and len(keys) > 1 and arr.ndim not in (2, 3, 4):
+                raise ValueError(f"its first array '{keys[0]}' has shape {arr.shape}, not rows; name the data array "
+                                 f"with --key (Python: key=) (arrays: {', '.join(keys)})")
+            return arr
     if ext in (".csv", ".txt", ".tsv"):
         return _read_csv(name)
     raise ValueError(f"unsupported extension '{ext}'; use .npy, .npz, .csv or an IDX file (*-idx3-ubyte[.gz])")

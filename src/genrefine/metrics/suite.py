@@ -120,7 +120,8 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
       :class:`FeatureNet` (seed ``seed``) is trained on ``truth`` first (tens of seconds):
       to score several methods in the same features, fit one on the truth and pass it;
     - ``hist_jsd``, ``hist_emd``: only when ``D == 2``: 40 x 40 bins over the truth's range
-      (5% padding), probability convention (:func:`hist_jsd`, :func:`hist_emd`);
+      (5% padding; points beyond it in the border bins), probability convention
+      (:func:`hist_jsd`, :func:`hist_emd`);
     - ``marginal_jsd``: for tabular rows of any ``D``, the mean JSD of the 40-bin histograms of
       each coordinate (:func:`marginal_jsd`), on ``sizes["hist"]`` rows.
 
@@ -192,7 +193,9 @@ def _histogram_scores(score: Callable, shape: tuple[int, ...]) -> None:
     the plane, the per-coordinate (marginal) histograms for tabular rows of any dimension."""
     if shape == (2,):
         def hist_pair(a, c, wc):
-            kw = {"bins": 40, "range": resolve_range(None, a), "convention": "prob"}
+            # points beyond the truth's range go to the border bins: dropping them would hide the
+            # mass a sample puts outside it (and leave nothing to compare when all of it is there)
+            kw = {"bins": 40, "range": resolve_range(None, a), "convention": "prob", "outside": "clip"}
             return [hist_jsd(a, c, weights_y=wc, **kw), hist_emd(a, c, weights_y=wc, **kw)]
         score("hist", 6, ["hist_jsd", "hist_emd"], lambda a, c, wc, r: hist_pair(a, c, wc),
               lambda a, b: hist_pair(a, b, None))
