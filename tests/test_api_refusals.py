@@ -79,3 +79,32 @@ def test_saving_never_replaces_what_the_user_made(tmp_path):
     genrefine.save_generator(gen, str(saved))
     genrefine.save_generator(gen, str(saved))  # an earlier checkpoint is replaced
     assert sorted(os.listdir(tmp_path)) == ["model", "mydata.npy", "project"]
+
+
+class _Linear(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(2, 2)
+
+    def forward(self, z):
+        return self.lin(z)
+
+
+class _ElsewhereOut(_Linear):
+    def forward(self, z):
+        return self.lin(z).to("meta")  # stands for an output left on another device
+
+
+@pytest.mark.parametrize("call, kind, words", [
+    (lambda: genrefine.refine(_decoder(), _data(), method=["rejection"], latent_dim=2), TypeError, "one method's name"),
+    (lambda: genrefine.compare(_decoder(), None, latent_dim=2), TypeError, "got NoneType"),
+    (lambda: genrefine.compare(_decoder(), {"x": _data()}, latent_dim=2), TypeError, "got dict"),
+    (lambda: genrefine.compare(_decoder(), _data(), methods=[], latent_dim=2), ValueError, "at least one method"),
+    (lambda: genrefine.as_generator(_Linear, latent_dim=2), TypeError, "the class _Linear, not a model"),
+    (lambda: genrefine.as_generator(_ElsewhereOut(), latent_dim=2), ValueError, "on device meta for latents on cpu"),
+], ids=["method-list", "data-none", "data-dict", "no-methods", "a-class", "output-device"])
+def test_wrong_kinds_of_arguments_are_named(call, kind, words):
+    start = time.perf_counter()
+    with pytest.raises(kind, match=words):
+        call()
+    assert time.perf_counter() - start < 5.0  # refused before anything trains

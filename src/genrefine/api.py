@@ -113,6 +113,8 @@ def _flat_data(data, gen: Generator) -> np.ndarray:
     shape = tuple(gen.data_shape)
     if isinstance(data, (str, os.PathLike)):
         rows = load_flat(str(data), data_shape=shape if len(shape) == 3 else None)[0]
+    elif data is None or isinstance(data, (dict, set)):
+        raise TypeError(f"data: expected an array of rows or a file path, got {type(data).__name__}")
     else:
         try:
             ndim = np.ndim(data)
@@ -129,7 +131,15 @@ def _flat_data(data, gen: Generator) -> np.ndarray:
 
 
 def _method_list(methods) -> list[str]:
-    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    """``methods`` (names, or one comma-separated string) as the run's list, ``"base"`` first."""
+    try:
+        items = methods.split(",") if isinstance(methods, str) else list(methods)
+    except TypeError:
+        raise TypeError(f"methods: expected method names, got {type(methods).__name__}") from None
+    if not all(isinstance(m, str) for m in items):
+        raise TypeError(f"methods: expected method names (strings), got {items!r:.80}")
+    if not any(m.strip() for m in items):
+        raise ValueError("methods: name at least one method (e.g. methods=['rejection']; ['base'] scores the base alone)")
     return ["base", *[m.strip() for m in items if m.strip() and m.strip() != "base"]]
 
 

@@ -202,6 +202,9 @@ def _probe_torch(fn: Callable, z: Tensor, label: str, where: str) -> tuple[tuple
     if not isinstance(out, Tensor):
         return None, out
     _check_rows(tuple(out.shape), len(z), label)
+    if out.device != z.device:
+        raise ValueError(f"as_generator({label}): returned a tensor on device {out.device} for latents on {z.device}; "
+                         "the model must return its output on the device of its input")
     _check_finite(out.detach(), label, where)
     return (tuple(out.shape[1:]), _depends_on(out, zt)), None
 
@@ -216,7 +219,11 @@ def _probe_numpy(fn: Callable, z: Tensor, stochastic: bool, seed: int, torch_err
         msg = _first_line(exc)
         if torch_err is not None and _first_line(torch_err) != msg:
             msg = f"{_first_line(torch_err)} with a torch tensor and {msg} with a numpy array"
-        hint = " (a simulator f(z, rng)? pass stochastic=True)" if not stochastic and _takes_two(fn) else ""
+        hint = ""
+        if not stochastic and _required_positional(fn) == 2:
+            hint = " (a simulator f(z, rng)? pass stochastic=True)"
+        elif stochastic and _required_positional(fn) == 1:
+            hint = " (stochastic=True calls a numpy function as f(z, rng), and this one takes only z)"
         raise ValueError(f"as_generator({label}): raised {msg} {where}{hint}") from None
     out = _numeric_array(out, label)
     _check_rows(out.shape, len(zn), label)
@@ -224,14 +231,15 @@ def _probe_numpy(fn: Callable, z: Tensor, stochastic: bool, seed: int, torch_err
     return tuple(out.shape[1:])
 
 
-def _takes_two(fn: Callable) -> bool:
-    """Whether ``fn`` needs exactly two positional arguments, as a simulator ``f(z, rng)``."""
+def _required_positional(fn: Callable) -> int | None:
+    """How many positional arguments ``fn`` needs (2 for a simulator ``f(z, rng)``); None when
+    its signature cannot be read."""
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return False
+        return None
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params) == 2
+    return sum(p.kind in kinds and p.default is inspect.Parameter.empty for p in params)
 
 
 def _probe(fn: Callable, latent_dim: int, device: torch.device, stochastic: bool, seed: int, torch_only: bool,
@@ -505,6 +513,9 @@ def as_generator(model: Any, latent_dim: int | None = None, data_shape=None, pri
     if isinstance(model, Generator):
         return model
     label = _label(model, name)
+    if isinstance(model, type):
+        raise TypeError(f"as_generator({label}): got the class {model.__name__}, not a model; pass an instance "
+                        f"({model.__name__}(...)) or a function")
     if not callable(model):
         raise TypeError(f"as_generator: model must be a torch nn.Module or a callable z -> x, got {type(model).__name__}")
     latent_dim = _latent_dim(model, latent_dim, label)

@@ -157,6 +157,8 @@ def check_method(generator, name: str) -> type[Method]:
     ``differentiable``, ``invertible`` and ``stochastic`` are compared with the method's
     :class:`Needs`. Call it before any training.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"method: expected one method's name (a string), got {type(name).__name__}")
     cls = get_method(name)
     needs = cls.needs
     family = getattr(generator, "family", type(generator).__name__)
