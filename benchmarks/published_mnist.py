@@ -80,8 +80,15 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=image_bar.MAX_PROPOSALS_PER_IMAGE,
                     help="latent rejection is refused beyond this many proposals an image")
+    ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
+                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
+    ap.add_argument("--reuse", action="store_true", help="score the run directories an earlier call refined")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
+    sharpen = None
+    if args.sharpen:
+        parts = [float(v) for v in args.sharpen.split(",")]
+        sharpen = (parts[0], parts[1] if len(parts) > 1 else 0.99)
     models = args.models.split(",")
     if unknown := [m for m in models if m not in MODELS]:
         raise SystemExit(f"error: unknown model(s) {unknown}; choose from {sorted(MODELS)}")
@@ -100,10 +107,14 @@ def main(argv=None) -> int:
     for model in models:
         src, dst, factory = MODELS[model]
         sha = convert(os.path.join(args.weights, src), os.path.join(store, dst))
-        run, record = refine(model, args.seed)
+        reused = os.path.join("runs", "zoo", f"mnist_published-{model}")
+        if args.reuse and os.path.isdir(os.path.join(reused, "models", "classifier")):
+            run, record = reused, {"reused": True}
+        else:
+            run, record = refine(model, args.seed)
         t0 = time.perf_counter()
         res = image_bar.evaluate(run, net, held, args.eval_n, args.repeats, args.seed, user_model=factory(),
-                                 max_per_image=args.max_proposals_per_image)
+                                 max_per_image=args.max_proposals_per_image, sharpen=sharpen)
         doc["families"][f"published-{model}"] = {**res, **record, "weights_file": src, "weights_sha256": sha,
                                                  "eval_seconds": time.perf_counter() - t0}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))

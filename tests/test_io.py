@@ -184,3 +184,14 @@ def test_user_prior_needs_the_adapter_to_load(tmp_path):
     loaded = load_generator(path, base=as_generator(UserNet(), latent_dim=2, prior=prior))
     _same_samples(gen, loaded)
     assert loaded.prior.sample((1000,)).abs().max() <= 1.0
+
+
+def test_a_write_that_fails_names_the_file_asked_for(tmp_path):
+    """An atomic write's failure names the user's path, never the temporary file it wrote first."""
+    from genrefine.checkpoint import atomic_save_npy
+
+    (tmp_path / "plain").write_text("a file, not a directory")
+    target = str(tmp_path / "plain" / "x.npy")
+    with pytest.raises(OSError) as info:
+        atomic_save_npy(target, np.zeros(3))
+    assert info.value.filename == target and ".tmp-" not in str(info.value)

@@ -44,16 +44,22 @@ def usual_mode(path: str) -> None:
 def _atomic_file(path: str, suffix: str, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary name in ``path``'s directory, then rename it to ``path``."""
     d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
+    tmp = None
     try:
+        os.makedirs(d, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=suffix)
+        os.close(fd)
         write(tmp)
         usual_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # named by the file the user asked for, not the temporary one
+            why = exc.strerror or str(exc)
+            if "requested and" in str(exc) and "written" in str(exc):  # numpy's short write
+                why = f"the device is full: only part of the file was written ({exc})"
+            raise OSError(exc.errno, why, path) from None
         raise
 
 
