@@ -214,3 +214,19 @@ def test_a_method_that_refuses_is_left_out_of_the_comparison(tmp_path, monkeypat
     assert m["failed"] == {"sir-dctr": "sir-dctr: acceptance below 1e-6 (degenerate weights)"}
     assert set(m["scores"]) == {"base", "dctr"} and {e["method"] for e in m["ranking"]["ranking"]} == {"base", "dctr"}
     assert not (out / "samples" / "sir-dctr.npy").exists() and "sir-dctr" not in res.samples
+
+
+def test_outputs_on_another_scale_than_the_data_are_said():
+    """A generator in [0, 255] against images read as [0, 1]: one warning that names both spreads."""
+    import torch
+
+    from genrefine.experiments.run import warn_scale_mismatch
+
+    rng = np.random.default_rng(0)
+    data = rng.random((500, 64)).astype(np.float32)
+    with pytest.warns(UserWarning, match="different scales .spread 73.* against 0.28"):
+        warn_scale_mismatch(data, torch.as_tensor(255 * rng.random((500, 64))))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_scale_mismatch(data, torch.as_tensor(1.5 * rng.random((500, 64))))  # off, but on the same scale

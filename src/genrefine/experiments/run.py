@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,6 +240,7 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
     ctx.timings.update(timings)
     ctx.diagnostics.update(diagnostics)
     z_base, x_base = ctx.base_sample()
+    warn_scale_mismatch(split.x_train, x_base)
     # a method that refuses its input (degenerate weights, a sampler past its budget) is left out
     # and recorded, the others go on (each on its own random stream)
     results = fit_methods(ctx, [m for m in method_list if m != "base"], skip_failures=True)
@@ -255,6 +257,28 @@ def _refine(split: DataSplit, method_list: list[str], cfg: dict, base, base_fami
                    "timings_seconds": ctx.timings, "samples_per_second": rates, "inference_cost": cost,
                    "diagnostics": ctx.diagnostics}
     return res
+
+
+#: how far the generator's outputs may be from the data's spread and centre before the run says
+#: they are on different scales (a generator in [0, 255] against 8-bit images read as [0, 1])
+SCALE_MISMATCH = 10.0
+
+
+def warn_scale_mismatch(x_data, x_gen, rows: int = 10_000) -> None:
+    """Warn (one line) when the generator's outputs and the data rows are on different scales:
+    their overall spreads differ by more than :data:`SCALE_MISMATCH` times, or their means by
+    more than that many data spreads. Refinement reweights samples; it cannot rescale them."""
+    d = torch.as_tensor(x_data[:rows]).double().cpu()
+    g = torch.as_tensor(x_gen[:rows]).double().cpu()
+    sd_d, sd_g = float(d.std()), float(g.std())
+    if not (sd_d > 0 and sd_g > 0):
+        return
+    gap = abs(float(g.mean()) - float(d.mean())) / sd_d
+    if max(sd_g / sd_d, sd_d / sd_g) > SCALE_MISMATCH or gap > SCALE_MISMATCH:
+        warnings.warn(f"the generator's outputs and the data are on different scales (spread {sd_g:.3g} against "
+                      f"{sd_d:.3g}, means {float(g.mean()):.3g} against {float(d.mean()):.3g}); check their units "
+                      "(8-bit images in a file are read divided by 255): reweighting cannot rescale samples",
+                      stacklevel=2)
 
 
 def _check_arguments(method_list: list[str], base: Generator | None, base_family: str, scoring: str, n_samples,
