@@ -32,7 +32,9 @@ class RefinerMethod(Method):
         for k in range(ctx.iterations):
             tag = f"_{self.name}_it{k + 1}"
             fit_k = self._weighted_latents(ctx, gen, tag, first=k == 0)
-            with _named_warnings(self.name):  # its own classifiers' warnings are not the run's classifier's
+            # its own classifiers' warnings (the data-space step's, trained against the refined
+            # samples) are not about the run's classifier, whose diagnostics the report shows
+            with _named_warnings(f"{self.name} (its own step, against the refined samples)"):
                 gen, it = self._refine_once(ctx, gen, fit_k, tag, arch, settings, data_rejection)
             iterations.append(it)
         y, x = ctx.timed(f"sample_{self.name}", lambda: gen.sample_with_latents(ctx.n_samples))
