@@ -188,6 +188,19 @@ def _pm(d: dict, digits: int = 1) -> str:
     return f"{d['mean']:.{digits}f} ± {d['interval']:.{digits}f}"
 
 
+def add_sharpen_argument(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
+                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
+
+
+def sharpen_setting(args) -> tuple[float, float] | None:
+    """``--sharpen POWER[,QUANTILE]`` as ``(power, quantile)``, or None."""
+    if not args.sharpen:
+        return None
+    parts = [float(v) for v in args.sharpen.split(",")]
+    return parts[0], parts[1] if len(parts) > 1 else 0.99
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default=",".join(FAMILIES))
@@ -197,14 +210,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=MAX_PROPOSALS_PER_IMAGE,
                     help="latent rejection is refused beyond this many proposals an image")
-    ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
-                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
+    add_sharpen_argument(ap)
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
-    sharpen = None
-    if args.sharpen:
-        parts = [float(v) for v in args.sharpen.split(",")]
-        sharpen = (parts[0], parts[1] if len(parts) > 1 else 0.99)
+    sharpen = sharpen_setting(args)
     torch.set_num_threads(1)
     net, held, accuracy = feature_net(args.seed)
     path = os.path.join(args.docs, "image_bar.json")

@@ -80,15 +80,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=image_bar.MAX_PROPOSALS_PER_IMAGE,
                     help="latent rejection is refused beyond this many proposals an image")
-    ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
-                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
+    image_bar.add_sharpen_argument(ap)
     ap.add_argument("--reuse", action="store_true", help="score the run directories an earlier call refined")
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs"))
     args = ap.parse_args(argv)
-    sharpen = None
-    if args.sharpen:
-        parts = [float(v) for v in args.sharpen.split(",")]
-        sharpen = (parts[0], parts[1] if len(parts) > 1 else 0.99)
+    sharpen = image_bar.sharpen_setting(args)
     models = args.models.split(",")
     if unknown := [m for m in models if m not in MODELS]:
         raise SystemExit(f"error: unknown model(s) {unknown}; choose from {sorted(MODELS)}")
