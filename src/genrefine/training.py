@@ -140,12 +140,7 @@ def train_loop(
             for m in modules.values():
                 m.train()
             sums = _epoch(step, tensors, n, batch_size, n_batches, device, ranks)
-            with warnings.catch_warnings():
-                # the schedule is per epoch: an optimizer that steps every k-th batch (a GAN's
-                # generator) may not have stepped yet in a short first epoch, which PyTorch warns of
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
-                for s in scheds:
-                    s.step()
+            _step_schedules(scheds)
             rec = {k: v / n_batches for k, v in sums.items()}
             _check_finite_logs(rec, epoch + 1, epochs, desc, history[0] if history else rec)
             rec["epoch"] = epoch + 1
@@ -164,6 +159,16 @@ def train_loop(
     for m in modules.values():
         m.eval()
     return history
+
+
+def _step_schedules(scheds) -> None:
+    """One epoch's step of every learning-rate schedule. The schedule is per epoch: an optimizer
+    that steps every k-th batch (a GAN's generator) may not have stepped yet in a short first
+    epoch, which PyTorch warns of; that warning says nothing to a user and is not shown."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
+        for s in scheds:
+            s.step()
 
 
 def _resume_point(checkpoint, modules, optimizers, scheds, device, desc: str, epochs: int) -> tuple[list, int, int]:

@@ -150,22 +150,14 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
 
     def score(key, idx, names, value_fn, floor_fn, transform=None, blocks=1):
         # rows drawn from streams of their own per score: the truth rows (and so the floor)
-        # depend on (seed, score, n) only, never on the sample, so every method shares them.
-        # With blocks > 1 the value is the mean over up to that many disjoint blocks of n sample
-        # rows, each against the same truth rows: the floor's expectation, less sample noise
+        # depend on (seed, score, n) only, never on the sample, so every method shares them
         n = min(sz[key], cap)
         rt, rs = np.random.default_rng([seed, idx, 0]), np.random.default_rng([seed, idx, 1])
         a, b = t[rt.choice(len(t), n, replace=False)], ti[rt.choice(len(ti), n, replace=False)]
-        k = max(1, min(int(blocks), len(s) // n))
-        js = rs.choice(len(s), k * n, replace=False).reshape(k, n)
+        k = max(1, min(int(blocks), len(s) // n))  # disjoint blocks of n sample rows
         if transform is not None:
             a, b = (check_array(transform(v), name="features output", min_rows=n) for v in (a, b))
-        values = np.zeros(len(names))
-        for j in js:
-            c, wc = s[j], (None if w is None else w[j])
-            if transform is not None:
-                c = check_array(transform(c), name="features output", min_rows=n)
-            values += np.asarray(value_fn(a, c, wc, rs), dtype=np.float64) / k
+        values = _block_mean(value_fn, a, s, w, rs.choice(len(s), k * n, replace=False).reshape(k, n), transform, rs)
         reuse = all(m in prev and prev[m].get("n") == n for m in names)
         fl = [prev[m]["floor"] for m in names] if reuse else floor_fn(a, b)
         for m, v, f in zip(names, values, fl):
@@ -186,6 +178,19 @@ def score_suite(truth, truth_independent, sample, data_shape=None, weights=None,
               lambda a, b: precision_recall(a, b, k=3), transform=feat)
     _histogram_scores(score, shape)
     return out
+
+
+def _block_mean(value_fn: Callable, a: np.ndarray, s: np.ndarray, w, blocks: np.ndarray, transform,
+                rs: np.random.Generator) -> np.ndarray:
+    """``value_fn(a, block, weights, rs)`` averaged over the blocks of sample rows (row indices
+    of ``s``, one block a row of ``blocks``), each against the same truth rows ``a``."""
+    total = 0.0
+    for j in blocks:
+        c, wc = s[j], (None if w is None else w[j])
+        if transform is not None:
+            c = check_array(transform(c), name="features output", min_rows=len(j))
+        total = total + np.asarray(value_fn(a, c, wc, rs), dtype=np.float64)
+    return total / len(blocks)
 
 
 def _histogram_scores(score: Callable, shape: tuple[int, ...]) -> None:
