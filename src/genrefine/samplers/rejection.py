@@ -458,16 +458,19 @@ def probe_bound(target: LatentTarget, cap: float, n: int = PROBE_SIZE, safety: f
 
 
 @torch.no_grad()
-def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tuple[float, float]:
-    """``(max log w, mean w)`` over ``n`` prior draws from a random stream of their own (seed 0;
-    the run's stream is not moved)."""
-    top, total = -math.inf, 0.0
+def probe_log_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> Tensor:
+    """``log w`` (``-inf`` where w is zero or not finite) at ``n`` prior draws from a random
+    stream of their own (seed 0; the run's stream is not moved)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for i in range(0, int(n), batch_size):
-            lw = finite_log_weight(target, target.prior.sample((min(batch_size, n - i),)))
-            top, total = max(top, float(lw.max())), total + float(lw.double().exp().sum())
-    return top, total / max(int(n), 1)
+        return torch.cat([finite_log_weight(target, target.prior.sample((min(batch_size, int(n) - i),)))
+                          for i in range(0, int(n), batch_size)])
+
+
+def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tuple[float, float]:
+    """``(max log w, mean w)`` over :func:`probe_log_weights`."""
+    lw = probe_log_weights(target, n, batch_size)
+    return float(lw.max()), float(lw.double().exp().sum()) / max(int(n), 1)
 
 
 #: prior draws of the probe that checks whether a pulled-back weight's cap is a practical bound
@@ -489,10 +492,7 @@ def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int
         raise ValueError(f"sharpen: the power must be a number >= 1 (below 1 is tempering), got {power}")
     if not 0 < quantile <= 1:
         raise ValueError(f"sharpen: the quantile must lie in (0, 1], got {quantile}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        lw = torch.cat([finite_log_weight(target, target.prior.sample((min(65_536, n - i),)))
-                        for i in range(0, int(n), 65_536)])
+    lw = probe_log_weights(target, n)
     lw = lw[torch.isfinite(lw)]
     if not len(lw):
         raise ValueError("sharpen: every probed weight is zero or non-finite")
