@@ -155,3 +155,22 @@ def test_two_processes_under_torchrun_write_the_same_rows(tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode != 0 and bad.stderr.count("error: under torchrun `genrefine sample` writes shards") == 1
     assert not (tmp_path / "r.npy").exists()
+
+
+def test_shards_that_cannot_fit_on_the_disk_are_refused_before_any_write(tmp_path, monkeypatch):
+    """N rows of 2 float32 values need 8 N bytes; with less free space the request is refused in
+    one line and no directory is made. A resumed run counts the shards it already has."""
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(S.shutil, "disk_usage", lambda p: usage(10 ** 12, 0, 4 * N))
+    with pytest.raises(ValueError, match="GiB more on disk"):
+        S.write_shards(_simulator(), N, str(tmp_path / "full"), progress=False)
+    assert not (tmp_path / "full").exists()
+    done = tmp_path / "resumed"
+    done.mkdir()
+    np.save(done / "shard_00000.npy", np.zeros((N // 2, 2), dtype=np.float32))  # half the bytes are there
+    monkeypatch.setattr(S.shutil, "disk_usage", lambda p: usage(10 ** 12, 0, 5 * N))
+    S.check_disk("resumed", str(done), 8 * N)  # the other half, 4 N bytes, fits in 5 N
+    with pytest.raises(ValueError, match="GiB more on disk"):
+        S.check_disk("resumed", str(done), 16 * N)

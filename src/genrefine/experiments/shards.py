@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 
 import numpy as np
 import torch
@@ -120,6 +121,29 @@ def check_out(out: str) -> None:
                              "name an empty or new directory")
 
 
+#: bytes per sample value in a shard (float32 rows)
+ROW_VALUE_BYTES = 4
+#: the share of a disk's free space the shards may take
+DISK_SHARE = 0.95
+
+
+def check_disk(out: str, path: str, total_bytes: int) -> None:
+    """Refuse, before anything is written, shards that cannot fit: ``total_bytes`` for the whole
+    request, less the shard files already in ``path`` (a resumed run), against the free space of
+    the disk that holds it."""
+    have = 0
+    if os.path.isdir(path):
+        have = sum(os.path.getsize(os.path.join(path, e)) for e in os.listdir(path) if e.endswith(".npy"))
+    parent = path
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    free = shutil.disk_usage(parent).free
+    need = total_bytes - have
+    if need > DISK_SHARE * free:
+        raise ValueError(f"{out}: the samples need about {need / 2 ** 30:.3g} GiB more on disk and {free / 2 ** 30:.3g} "
+                         "GiB are free there; lower -n or write to another disk")
+
+
 def _leftover(path: str, name: str) -> bool:
     """Whether ``name`` is a temporary file of a killed run's shard or manifest write
     (``.tmp-*.npy`` / ``.tmp-*.json``, made only by such writes): it is not a finished file."""
@@ -170,6 +194,7 @@ def write_shards(gen: Generator, n: int, out: str, seed: int = 0, shard_rows: in
     probe = model_probe(gen)
     rank, world = distributed.rank_and_size()
     path = prepare_out(out)
+    check_disk(out, path, request["n"] * gen.data_dim * ROW_VALUE_BYTES)
     fd = None
     try:
         if rank == 0:  # one owner: the lock, the check of what is there, the manifest
