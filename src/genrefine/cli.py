@@ -241,7 +241,7 @@ def format_table(metrics: dict) -> str:
         flag = f"; DEGENERATE weights: {clf['reason']}" if clf.get("degenerate") else ""
         lines.append(f"classifier on held-out rows: BCE {clf['bce']:.4g}, AUC {clf['auc']:.4f}, mean weight "
                      f"{clf['mean_weight']:.3g}, ESS {100 * clf['ess_fraction']:.1f}%{flag}")
-        lines += _tempering_line(clf.get("tempering"))
+        lines += _tempering_line(clf.get("tempering")) + _sharpening_line(clf.get("sharpening"))
     t = metrics["timings_seconds"]
     lines.append("")
     lines.append("seconds: " + ", ".join(f"{k}={v:.1f}" for k, v in t.items()))
@@ -261,6 +261,20 @@ def _tempering_line(rec) -> list[str]:
     effect = "the methods draw the base again" if float(rec["beta"]) == 0 else "the methods correct only part of the gap"
     return [f"weights tempered to w^{float(rec['beta']):g} ({why}): {effect} (classifier.temper=off keeps the full "
             "weights)"]
+
+
+def _sharpening_line(rec) -> list[str]:
+    """A line saying which sharpening power the held-out rows chose (``classifier.sharpen=auto``)."""
+    if not isinstance(rec, dict) or rec.get("power") is None:
+        return []
+    p, scores = float(rec["power"]), rec.get("scores") or {}
+    chosen, plain = scores.get(str(p)) or {}, scores.get("1.0") or {}
+    if p == 1.0 or "precision" not in chosen or "precision" not in plain:
+        return ["weights not sharpened: no power above 1 raised the held-out precision and kept the recall "
+                "(classifier.sharpen=auto)"]
+    return [f"weights sharpened to min(w, c)^{p:g} on held-out rows: precision {100 * plain['precision']:.1f} -> "
+            f"{100 * chosen['precision']:.1f}, recall {100 * plain['recall']:.1f} -> {100 * chosen['recall']:.1f} "
+            f"(their samples lean toward the typical; classifier.sharpen=1 keeps the data's density)"]
 
 
 def _format_laser_table(metrics: dict) -> str:

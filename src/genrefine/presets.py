@@ -69,7 +69,8 @@ PRESETS: dict[str, dict] = {
                        "generated_per_data": 2, "calibrate_cells": 40, "temper": "auto", "features": "auto",
                        # sharpen p > 1: the samplers of the DCTR latent target draw from
                        # p(z) min(w, c)^p, c the weights' sharpen_quantile (samplers/rejection.py
-                       # sharpened): precision first, for images; 1 keeps the data's density
+                       # sharpened): precision first, for images; 1 keeps the data's density;
+                       # auto: p chosen on held-out rows (weights/sharpening.py)
                        "sharpen": 1.0, "sharpen_quantile": 0.99},
         # resample-move: one chain per sample from SIR starts, ε tuned on 1000 chains, 2 HMC
         # iterations per sample (nearly independent samples; see HMCSampler.adapt_chains)

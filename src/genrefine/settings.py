@@ -101,8 +101,8 @@ def _check_bounds(path: str, key: str, value: float) -> None:
     if key == "betas" and not value < 1:
         raise ValueError(f"setting {path}: Adam's betas lie in [0, 1), got {value!r}")
     if key == "sharpen" and value < 1:
-        raise ValueError(f"setting {path}: a sharpening power is >= 1 (below 1 is tempering: classifier.temper), "
-                         f"got {value!r}")
+        raise ValueError(f"setting {path}: a sharpening power is >= 1 or auto (below 1 is tempering: "
+                         f"classifier.temper), got {value!r}")
     if key.endswith("quantile") and not 0 < value <= 1:
         raise ValueError(f"setting {path}: a quantile lies in (0, 1], got {value!r}")
     limit = SIZE_LIMITS.get(key)
@@ -113,6 +113,8 @@ def _check_bounds(path: str, key: str, value: float) -> None:
 def _check_value(path: str, value, default):
     """``value`` converted to the type of ``default`` and bounded, or one ValueError line."""
     key = path.rsplit(".", 1)[-1].split("[")[0]
+    if key == "sharpen" and value == "auto":  # a number >= 1, or chosen on held-out rows
+        return value
     if default is None or isinstance(default, str):
         if value is not None and not isinstance(value, (str, int, float, bool)):
             raise ValueError(f"setting {path}: expected a single value, got {type(value).__name__}")

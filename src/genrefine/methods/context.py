@@ -204,11 +204,14 @@ class RunContext:
         if self.base.stochastic:  # a probe would draw from its own stream and move the run's
             return target
         c = self.cfg["classifier"]
-        power, quantile = float(c.get("sharpen", 1.0)), float(c.get("sharpen_quantile", 0.99))
+        power, quantile = c.get("sharpen", 1.0), float(c.get("sharpen_quantile", 0.99))
+        chosen = power == "auto"  # the classifier chose it on held-out rows
+        power = float(clf.sharpen_power) if chosen else float(power)
         if power == 1.0:
             return practical_bound(target)
         target = sharpened(target, power, quantile)  # its cap is its exact bound
-        self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "bound": target.bound}
+        self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "bound": target.bound,
+                                       "chosen_on_held_out_rows": chosen}
         return target
 
     def x_val(self):

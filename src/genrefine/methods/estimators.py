@@ -32,6 +32,8 @@ from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
 from genrefine.weights.feature_classifier import FeatureRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
+from genrefine.weights.sharpening import POWERS as SHARPEN_POWERS
+from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
 from genrefine.weights.tempering import CANDIDATES
 from genrefine.weights.tempering import MAX_ROWS as TEMPER_MAX_ROWS
 
@@ -116,11 +118,13 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     clf = build_classifier(c, shape).to(ctx.device)
     cells = 0 if isinstance(clf, FeatureRatioClassifier) else int(c.get("calibrate_cells", 0))
     candidates, rule = tempering_candidates(c.get("temper", "off"), shape)
+    powers = SHARPEN_POWERS if c.get("sharpen") == "auto" and not gen.stochastic else ()
     ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
         calibration_samples=lambda: gen.sample(n_gen), temper=candidates, temper_rule=rule,
-        temper_samples=None if gen.stochastic else lambda: _fresh_samples(gen, TEMPER_ROWS, int(c.get("seed", 0)))))
+        temper_samples=None if gen.stochastic else lambda: _fresh_samples(gen, TEMPER_ROWS, int(c.get("seed", 0))),
+        sharpen=powers, sharpen_quantile=float(c.get("sharpen_quantile", SHARPEN_QUANTILE))))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next

@@ -477,6 +477,11 @@ def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tup
 PRACTICAL_PROBE = 1 << 16
 
 
+#: the sharpened bound's margin in log space, relative: float32 rounding of the capped log
+#: weights (about 1e-7 relative) must not put them above it
+SHARPEN_BOUND_SLACK = 1e-5
+
+
 def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int = PRACTICAL_PROBE) -> LatentTarget:
     """The precision-first target ``q'(z) ∝ p(z) min(w(z), c)^power``, ``c`` the ``quantile`` of
     ``w`` over ``n`` prior draws (their own seeded stream), with its exact bound ``c^power``.
@@ -501,7 +506,9 @@ def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int
 
     def log_weight(z: Tensor) -> Tensor:
         return power * target.log_weight(z).clamp(max=cap)
-    return LatentTarget(target.prior, log_weight, target.differentiable, bound=math.exp(power * cap))
+    # the capped weights meet the bound exactly; a relative margin covers their float32 rounding
+    log_bound = power * cap + SHARPEN_BOUND_SLACK * (1.0 + abs(power * cap))
+    return LatentTarget(target.prior, log_weight, target.differentiable, bound=math.exp(log_bound))
 
 
 def practical_bound(target: LatentTarget, n: int = PRACTICAL_PROBE, safety: float = 1.1) -> LatentTarget:

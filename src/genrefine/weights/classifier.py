@@ -51,6 +51,8 @@ from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
 from genrefine.training import positive_rate, train_loop
 from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors, uncovered_share
+from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
+from genrefine.weights.sharpening import select_sharpening
 from genrefine.weights.tempering import select_tempering
 from genrefine.validation import check_array, check_data_shape, check_weights
 from genrefine.weights.conv import ConvNet
@@ -164,12 +166,15 @@ class RatioClassifier(nn.Module):
         # tempering (fit(temper=...)): log w -> β log w - log mean_g w^β; β = 1 is none
         self.register_buffer("temper_beta", torch.ones(()))
         self.register_buffer("temper_log_norm", torch.zeros(()))
+        # the sharpening power chosen on held-out rows (fit(sharpen=...)); the samplers apply it
+        self.register_buffer("sharpen_power", torch.ones(()))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # classifiers saved before tempering existed hold no tempering buffers: untempered
-        for name, default in (("temper_beta", self.temper_beta), ("temper_log_norm", self.temper_log_norm)):
-            state_dict.setdefault(prefix + name, torch.ones_like(default) if name == "temper_beta"
-                                  else torch.zeros_like(default))
+        # classifiers saved before tempering or sharpening existed hold neither buffer: none
+        for name in ("temper_beta", "temper_log_norm", "sharpen_power"):
+            default = getattr(self, name)
+            state_dict.setdefault(prefix + name, torch.zeros_like(default) if name == "temper_log_norm"
+                                  else torch.ones_like(default))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _standardisation(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -211,7 +216,8 @@ class RatioClassifier(nn.Module):
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
             weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
             calibrate_cells: int = 0, calibration_samples=None, temper=(), temper_rule: str = "best",
-            temper_samples=None, data_weight=None, generated_weight=None, paired: bool = False) -> "RatioClassifier":
+            temper_samples=None, sharpen=(), sharpen_quantile: float = SHARPEN_QUANTILE, data_weight=None,
+            generated_weight=None, paired: bool = False) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
@@ -224,6 +230,10 @@ class RatioClassifier(nn.Module):
         weights, one chosen on the held-out data rows by ``temper_rule`` (:mod:`genrefine.weights.tempering`;
         ``diagnostics_["tempering"]``) against ``temper_samples`` (fresh generated rows, or a
         function that draws them; by default the held-out generated rows); empty: none.
+        ``sharpen``: candidate powers ``p >= 1`` of the weights capped at their ``sharpen_quantile``,
+        one chosen on the same rows (:mod:`genrefine.weights.sharpening`; ``sharpen_power``,
+        ``diagnostics_["sharpening"]``); the classifier's weights stay as fitted, the samplers
+        of a run with ``classifier.sharpen=auto`` apply the power.
 
         ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
         weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
@@ -238,13 +248,14 @@ class RatioClassifier(nn.Module):
             raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
         weighted = data_weight is not None or generated_weight is not None
-        if weighted and (calibrate_cells or temper):
-            raise ValueError("classifier: cell calibration and tempering take unweighted classes")
+        if weighted and (calibrate_cells or temper or sharpen):
+            raise ValueError("classifier: cell calibration, tempering and sharpening take unweighted classes")
         wd = _class_weight(data_weight, len(xd), "data_weight", xd.device)
         wg = _class_weight(generated_weight, len(xg), "generated_weight", xd.device)
         self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]  # fit anew
         self.temper_beta.fill_(1.0)
         self.temper_log_norm.zero_()
+        self.sharpen_power.fill_(1.0)
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
                           stratified_split(len(xd), len(xg), self.val_fraction, self.seed, paired))
         x = torch.cat([xd[td], xg[tg]])
@@ -274,13 +285,18 @@ class RatioClassifier(nn.Module):
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rd, rg = (vd, vg) if held_out else (td, tg)
-        tempering = self._temper(xd[rd], xg[rg] if temper_samples is None else temper_samples, temper, temper_rule)
+        scored = xg[rg] if temper_samples is None else temper_samples
+        if callable(scored) and (temper or sharpen):  # drawn once, for both choices
+            scored = scored()
+        tempering = self._temper(xd[rd], scored, temper, temper_rule)
+        sharpening = self._sharpen(xd[rd], scored, sharpen, sharpen_quantile)
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
         self.diagnostics_record_ = rec
         self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}),
-                             **({"tempering": tempering} if tempering else {})}
+                             **({"tempering": tempering} if tempering else {}),
+                             **({"sharpening": sharpening} if sharpening else {})}
         if rec.degenerate:
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
@@ -298,6 +314,20 @@ class RatioClassifier(nn.Module):
         self.temper_beta.fill_(rec["beta"])
         self.temper_log_norm.fill_(rec["log_norm"])
         self.log_weight_max.mul_(rec["beta"]).sub_(rec["log_norm"])
+        return rec
+
+    @torch.no_grad()
+    def _sharpen(self, xd: Tensor, xg, powers, quantile: float) -> dict | None:
+        """Choose the sharpening power among ``powers`` on data rows ``xd`` and generated rows
+        ``xg`` (:func:`select_sharpening`, on the generated rows whose weight is finite)."""
+        if not powers:
+            return None
+        xg = self._rows(xg, "sharpening samples")
+        lw = torch.cat([self.log_weight(c) for c in xg.split(self.eval_batch)])
+        fd, fg = self._scored_rows(xd, xg)
+        finite = torch.isfinite(lw)
+        rec = select_sharpening(lw[finite], fd, fg[finite], powers, quantile, self.seed)
+        self.sharpen_power.fill_(rec["power"])
         return rec
 
     def _scored_rows(self, xd: Tensor, xg: Tensor) -> tuple[Tensor, Tensor]:
