@@ -36,6 +36,7 @@ from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound
 from genrefine.samplers.ratio import SIRSampler
 from genrefine.weights.classifier import ConvRatioClassifier, latent_target
 from genrefine.weights.feature_classifier import FeatureRatioClassifier
+from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
@@ -77,12 +78,16 @@ def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_I
     ``user_model`` is the user's module when the run was built on one (its weights are filled
     from the run's checkpoint). ``sharpen = (power, quantile)``: every method on the sharpened
     weights ``min(w, c)^power`` (:func:`~genrefine.samplers.rejection.sharpened`), as a run with
-    ``--set classifier.sharpen=POWER`` samples them."""
+    ``--set classifier.sharpen=POWER`` samples them; ``"auto"``: the power the run's classifier
+    chose (``--set classifier.sharpen=auto``)."""
     base = load_generator(os.path.join(run, "models", "base"), base=user_model)
     path = os.path.join(run, "models", "classifier")
     kind = read_checkpoint(path)[0]["kind"]
     clf = load_module(path, kind, KINDS[kind])
     target = latent_target(base, clf)
+    if sharpen == "auto":  # the power the run chose on held-out rows (classifier.sharpen=auto)
+        power = float(clf.sharpen_power)
+        sharpen = None if power == 1.0 else (power, SHARPEN_QUANTILE)
     target = practical_bound(target) if sharpen is None else sharpened(target, *sharpen)
 
     def weighted(n):
@@ -190,13 +195,16 @@ def _pm(d: dict, digits: int = 1) -> str:
 
 def add_sharpen_argument(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--sharpen", default=None, metavar="POWER[,QUANTILE]",
-                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99)")
+                    help="sample the sharpened weights min(w, c)^POWER, c their QUANTILE (default 0.99); "
+                         "auto: the power the run's classifier chose")
 
 
 def sharpen_setting(args) -> tuple[float, float] | None:
     """``--sharpen POWER[,QUANTILE]`` as ``(power, quantile)``, or None."""
     if not args.sharpen:
         return None
+    if args.sharpen == "auto":
+        return "auto"
     parts = [float(v) for v in args.sharpen.split(",")]
     return parts[0], parts[1] if len(parts) > 1 else 0.99
 

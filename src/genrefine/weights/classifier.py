@@ -230,22 +230,15 @@ class RatioClassifier(nn.Module):
         weights, one chosen on the held-out data rows by ``temper_rule`` (:mod:`genrefine.weights.tempering`;
         ``diagnostics_["tempering"]``) against ``temper_samples`` (fresh generated rows, or a
         function that draws them; by default the held-out generated rows); empty: none.
-        ``sharpen``: candidate powers ``p >= 1`` of the weights capped at their ``sharpen_quantile``,
-        one chosen on the same rows (:mod:`genrefine.weights.sharpening`; ``sharpen_power``,
-        ``diagnostics_["sharpening"]``); the classifier's weights stay as fitted, the samplers
-        of a run with ``classifier.sharpen=auto`` apply the power.
+        ``sharpen``: powers ``p >= 1`` of the capped weights, one chosen on the same rows into
+        ``sharpen_power`` (:mod:`genrefine.weights.sharpening`), which samplers apply, not ``weight``.
 
         ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
         weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
         estimate the ratio of the two *weighted* densities. ``paired``: the two classes are the
         same rows, differently weighted, and hold out the same rows.
         """
-        for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-            if isinstance(v, bool) or int(v) != v or int(v) < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        positive_rate(lr, "lr")
-        if not (np.isfinite(gamma) and 0 < gamma <= 1):
-            raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
+        _check_training(epochs, batch_size, lr, gamma)
         xd, xg = self._rows(data, "data"), self._rows(generated, "generated samples")
         weighted = data_weight is not None or generated_weight is not None
         if weighted and (calibrate_cells or temper or sharpen):
@@ -285,22 +278,27 @@ class RatioClassifier(nn.Module):
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rd, rg = (vd, vg) if held_out else (td, tg)
-        scored = xg[rg] if temper_samples is None else temper_samples
-        if callable(scored) and (temper or sharpen):  # drawn once, for both choices
-            scored = scored()
-        tempering = self._temper(xd[rd], scored, temper, temper_rule)
-        sharpening = self._sharpen(xd[rd], scored, sharpen, sharpen_quantile)
+        choices = self._held_out_choices(xd[rd], xg[rg] if temper_samples is None else temper_samples,
+                                         temper, temper_rule, sharpen, sharpen_quantile)
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
         self.diagnostics_record_ = rec
-        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}),
-                             **({"tempering": tempering} if tempering else {}),
-                             **({"sharpening": sharpening} if sharpening else {})}
+        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}), **choices}
         if rec.degenerate:
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
         return self
+
+    def _held_out_choices(self, xd: Tensor, xg, temper, temper_rule: str, sharpen, sharpen_quantile: float) -> dict:
+        """Tempering, then sharpening, each chosen on the held-out data rows ``xd`` against the
+        generated rows ``xg`` (or a function that draws them, called once for both); their records
+        under ``"tempering"`` and ``"sharpening"`` where they ran."""
+        if callable(xg) and (temper or sharpen):
+            xg = xg()
+        records = {"tempering": self._temper(xd, xg, temper, temper_rule),
+                   "sharpening": self._sharpen(xd, xg, sharpen, sharpen_quantile)}
+        return {k: v for k, v in records.items() if v}
 
     @torch.no_grad()
     def _temper(self, xd: Tensor, xg, candidates, rule: str) -> dict | None:
@@ -562,3 +560,13 @@ def latent_target(generator: Generator, classifier: RatioClassifier, cap_factor:
         bound = math.exp(cap)
     return LatentTarget(prior=generator.prior, log_weight=log_weight, bound=bound,
                         differentiable=generator.differentiable and not generator.stochastic)
+
+
+def _check_training(epochs, batch_size, lr, gamma) -> None:
+    """One ValueError line for a training setting out of its range."""
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(v, bool) or int(v) != v or int(v) < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    positive_rate(lr, "lr")
+    if not (np.isfinite(gamma) and 0 < gamma <= 1):
+        raise ValueError(f"gamma must be a number in (0, 1], got {gamma}")
