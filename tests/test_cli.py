@@ -114,6 +114,18 @@ def test_tempered_weights_are_said_in_the_summary():
     assert "w^0" in line and "base again" in line
 
 
+def test_the_chosen_sharpening_is_said_in_the_summary():
+    """classifier.sharpen=auto: the summary names the power and its held-out precision and recall."""
+    from genrefine.cli import _sharpening_line
+
+    assert _sharpening_line(None) == []
+    scores = {"1.0": {"precision": 0.70, "recall": 0.60}, "2.0": {"precision": 0.75, "recall": 0.61}}
+    (line,) = _sharpening_line({"power": 2.0, "scores": scores})
+    assert "min(w, c)^2" in line and "70.0 -> 75.0" in line and "60.0 -> 61.0" in line
+    (line,) = _sharpening_line({"power": 1.0, "scores": scores})
+    assert line.startswith("weights not sharpened")
+
+
 def test_a_warning_is_one_line_on_stderr(tmp_path, capsys):
     """Warnings reach the command line as ``warning: ...`` lines, without Python's file, line
     number and source line."""
