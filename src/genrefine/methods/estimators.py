@@ -33,6 +33,7 @@ from genrefine.weights.feature_classifier import FeatureRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.sharpening import POWERS as SHARPEN_POWERS
+from genrefine.weights.sharpening import MAX_GENERATED_ROWS as SHARPEN_MAX_ROWS
 from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
 from genrefine.weights.tempering import CANDIDATES
 from genrefine.weights.tempering import MAX_ROWS as TEMPER_MAX_ROWS
@@ -74,6 +75,16 @@ def tempering_candidates(setting: str, data_shape) -> tuple[tuple[float, ...], s
 #: fresh generated rows the tempering is scored on: the held-out generated rows are few, and a
 #: tempered weighting's score swings with them (weights/tempering.py)
 TEMPER_ROWS = 2 * TEMPER_MAX_ROWS
+
+
+#: fresh generated rows the sharpening is scored on: as many as the scoring takes, within
+#: SHARPEN_VALUES values in all (high-dimensional rows get fewer, never below the tempering's)
+SHARPEN_VALUES = 50_000_000
+
+
+def sharpen_rows(data_dim: int) -> int:
+    """Fresh generated rows the sharpening of rows of ``data_dim`` values is scored on."""
+    return max(TEMPER_ROWS, min(SHARPEN_MAX_ROWS, SHARPEN_VALUES // max(int(data_dim), 1)))
 
 
 def _fresh_samples(gen: Generator, n: int, seed: int) -> Tensor:
@@ -124,7 +135,8 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,
         calibration_samples=lambda: gen.sample(n_gen), temper=candidates, temper_rule=rule,
         temper_samples=None if gen.stochastic else lambda: _fresh_samples(gen, TEMPER_ROWS, int(c.get("seed", 0))),
-        sharpen=powers, sharpen_quantile=float(c.get("sharpen_quantile", SHARPEN_QUANTILE))))
+        sharpen=powers, sharpen_quantile=float(c.get("sharpen_quantile", SHARPEN_QUANTILE)),
+        sharpen_samples=lambda: _fresh_samples(gen, sharpen_rows(gen.data_dim), int(c.get("seed", 0)) + 1)))
     prior = gen.prior
     if isinstance(prior, RejectionPrior):
         # a refiner with a rejection step: its latents are thinned normal draws, but the next

@@ -33,24 +33,31 @@ def _covered(queries: torch.Tensor, ref: torch.Tensor, radii: torch.Tensor, chun
     return torch.cat(out)
 
 
+def coverage(real, fake, k: int = 3) -> np.ndarray:
+    """Per row of ``fake``: does it lie in the k-NN ball of some row of ``real`` (k-NN precision's
+    per-point term; a weighted precision is ``sum(w * coverage) / sum(w)``)."""
+    r = torch.as_tensor(check_array(real, name="real samples", min_rows=k + 1), dtype=torch.float64)
+    f = torch.as_tensor(check_array(fake, name="generated samples", min_rows=1, dim=r.shape[1]), dtype=torch.float64)
+    if int(k) < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return _covered(f, r, _kth_nn_radius(r, k)).numpy()
+
+
 def precision_recall(real, fake, k: int = 3, weights_fake=None) -> tuple[float, float | None]:
     """``(precision, recall)`` of ``fake`` against ``real`` with k-NN balls (k = 3 by default).
 
     With ``weights_fake`` the precision is the weighted fraction of covered fake points and
     the recall (which needs the fake points' own k-NN balls) is None."""
-    r = torch.as_tensor(check_array(real, name="real samples", min_rows=k + 1), dtype=torch.float64)
-    f = torch.as_tensor(check_array(fake, name="generated samples", min_rows=k + 1, dim=r.shape[1]), dtype=torch.float64)
-    if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    covered = _covered(f, r, _kth_nn_radius(r, k)).double()
+    covered = torch.as_tensor(coverage(real, fake, k)).double()
     if weights_fake is not None:
         from genrefine.validation import check_weights
 
-        w = torch.as_tensor(check_weights(weights_fake, name="fake weights", n=len(f)), dtype=torch.float64)
+        w = torch.as_tensor(check_weights(weights_fake, name="fake weights", n=len(covered)), dtype=torch.float64)
         return float((w * covered).sum() / w.sum()), None
-    precision = covered.mean().item()
+    r = torch.as_tensor(check_array(real, name="real samples"), dtype=torch.float64)
+    f = torch.as_tensor(check_array(fake, name="generated samples", min_rows=k + 1), dtype=torch.float64)
     recall = _covered(r, f, _kth_nn_radius(f, k)).double().mean().item()
-    return precision, recall
+    return covered.mean().item(), recall
 
 
 def mean_interval(values, level: float = 0.97) -> dict:

@@ -216,8 +216,8 @@ class RatioClassifier(nn.Module):
     def fit(self, data, generated, epochs: int = 50, batch_size: int = 2000, lr: float = 1e-3, gamma: float = 0.999,
             weight_decay: float = 0.0, progress: bool = True, checkpoint: str | None = None,
             calibrate_cells: int = 0, calibration_samples=None, temper=(), temper_rule: str = "best",
-            temper_samples=None, sharpen=(), sharpen_quantile: float = SHARPEN_QUANTILE, data_weight=None,
-            generated_weight=None, paired: bool = False) -> "RatioClassifier":
+            temper_samples=None, sharpen=(), sharpen_quantile: float = SHARPEN_QUANTILE, sharpen_samples=None,
+            data_weight=None, generated_weight=None, paired: bool = False) -> "RatioClassifier":
         """Train with BCE: label 1 for ``data``, 0 for ``generated`` (rows of ``data_shape``, or flat).
 
         ``val_fraction`` of each class is held out (0: train on all rows, no early stopping,
@@ -230,8 +230,8 @@ class RatioClassifier(nn.Module):
         weights, one chosen on the held-out data rows by ``temper_rule`` (:mod:`genrefine.weights.tempering`;
         ``diagnostics_["tempering"]``) against ``temper_samples`` (fresh generated rows, or a
         function that draws them; by default the held-out generated rows); empty: none.
-        ``sharpen``: powers ``p >= 1`` of the capped weights, one chosen on the same rows into
-        ``sharpen_power`` (:mod:`genrefine.weights.sharpening`), which samplers apply, not ``weight``.
+        ``sharpen``: powers ``p >= 1`` of the capped weights, one chosen against ``sharpen_samples``
+        (by default the tempering's) into ``sharpen_power``, which samplers apply, not ``weight``.
 
         ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
         weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
@@ -278,27 +278,20 @@ class RatioClassifier(nn.Module):
             calibration = self._calibrate(xd[td], cal, int(calibrate_cells))
         held_out = len(vd) > 0
         rd, rg = (vd, vg) if held_out else (td, tg)
-        choices = self._held_out_choices(xd[rd], xg[rg] if temper_samples is None else temper_samples,
-                                         temper, temper_rule, sharpen, sharpen_quantile)
+        scored = xg[rg] if temper_samples is None else temper_samples
+        choices = {"tempering": self._temper(xd[rd], scored, temper, temper_rule),
+                   "sharpening": self._sharpen(xd[rd], scored if sharpen_samples is None else sharpen_samples,
+                                               sharpen, sharpen_quantile)}
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
         self.diagnostics_record_ = rec
-        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}), **choices}
+        self.diagnostics_ = {**rec.as_dict(), **({"calibration": calibration} if calibration else {}),
+                             **{k: v for k, v in choices.items() if v}}
         if rec.degenerate:
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
         return self
-
-    def _held_out_choices(self, xd: Tensor, xg, temper, temper_rule: str, sharpen, sharpen_quantile: float) -> dict:
-        """Tempering, then sharpening, each chosen on the held-out data rows ``xd`` against the
-        generated rows ``xg`` (or a function that draws them, called once for both); their records
-        under ``"tempering"`` and ``"sharpening"`` where they ran."""
-        if callable(xg) and (temper or sharpen):
-            xg = xg()
-        records = {"tempering": self._temper(xd, xg, temper, temper_rule),
-                   "sharpening": self._sharpen(xd, xg, sharpen, sharpen_quantile)}
-        return {k: v for k, v in records.items() if v}
 
     @torch.no_grad()
     def _temper(self, xd: Tensor, xg, candidates, rule: str) -> dict | None:
@@ -317,14 +310,14 @@ class RatioClassifier(nn.Module):
     @torch.no_grad()
     def _sharpen(self, xd: Tensor, xg, powers, quantile: float) -> dict | None:
         """Choose the sharpening power among ``powers`` on data rows ``xd`` and generated rows
-        ``xg`` (:func:`select_sharpening`, on the generated rows whose weight is finite)."""
+        ``xg`` (or a function that draws them, called only when there are powers;
+        :func:`select_sharpening`, on the generated rows whose weight is finite)."""
         if not powers:
             return None
-        xg = self._rows(xg, "sharpening samples")
+        xg = self._rows(xg() if callable(xg) else xg, "sharpening samples")
         lw = torch.cat([self.log_weight(c) for c in xg.split(self.eval_batch)])
-        fd, fg = self._scored_rows(xd, xg)
-        finite = torch.isfinite(lw)
-        rec = select_sharpening(lw[finite], fd, fg[finite], powers, quantile, self.seed)
+        finite = torch.isfinite(lw)  # scored on the rows themselves, never a feature code
+        rec = select_sharpening(lw[finite], xd, xg[finite], powers, quantile, self.seed)
         self.sharpen_power.fill_(rec["power"])
         return rec
 
