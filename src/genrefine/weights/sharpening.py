@@ -11,14 +11,16 @@ The rule (``classifier.sharpen=auto``): every candidate power reweights fresh ge
 which are then compared with held-out data rows (neither was trained on) by k-NN precision and
 recall (k = 3) in the rows themselves (the pixels of images: on two MNIST generators their
 precision moved with precision in an independent digit classifier's features as the power
-grew, where the feature classifier's autoencoder code disagreed both times;
-docs/image_bar.md). Kept: the highest precision among ``p = 1`` (the weights as fitted) and the sharper
-candidates that raise its precision by more than twice the paired standard error of the gain
-(both weightings are of the same rows), keep a recall of at least the unweighted generator's
-less twice its binomial standard error, and keep an effective sample of :data:`MIN_ESS_ROWS` rows.
-Ties keep the smaller power. Recall under weights is measured on the distinct rows of a weighted
-resample of :data:`RECALL_DRAWS` draws (the support the weights keep), the same way for every
-candidate and for the unweighted generator, averaged over :data:`RESAMPLES` resamples.
+grew, where the feature classifier's autoencoder code disagreed both times; docs/image_bar.md).
+A candidate competes when it raises the precision of ``p = 1`` (the weights as fitted, which
+always compete) by more than twice the paired standard error of the gain (both weightings are
+of the same rows), keeps a recall of at least the unweighted generator's less twice its
+binomial standard error, and keeps an effective sample of :data:`MIN_ESS_ROWS` rows. Kept:
+the mildest competitor whose precision is within one paired standard error of the best one's
+(the one-standard-error rule: a sharper power must earn its distortion). Recall under weights
+is measured on the distinct rows of a weighted resample of :data:`RECALL_DRAWS` draws (the
+support the weights keep), the same way for every candidate and for the unweighted generator,
+averaged over :data:`RESAMPLES` resamples.
 """
 
 from __future__ import annotations
@@ -79,7 +81,11 @@ def select_sharpening(log_w_gen: Tensor, f_data: Tensor, f_gen: Tensor, powers=P
     eligible = [p for p in powers if p == 1.0 or (
         scores[p]["ess_fraction"] * len(s) >= MIN_ESS_ROWS and scores[p]["recall"] >= floor
         and scores[p]["precision"] - scores[1.0]["precision"] > 2 * scores[p]["gain_error"])]
-    best = max(eligible, key=lambda p: (scores[p]["precision"], -p))
+    top = max(eligible, key=lambda p: (scores[p]["precision"], -p))
+    # the one-standard-error rule: the mildest power whose precision the best does not beat by
+    # more than the paired standard error of their difference
+    best = min(p for p in eligible if scores[top]["precision"] - scores[p]["precision"]
+               <= _gain_error(weights[top], weights[p], covered))
     return {"power": best, "quantile": quantile, "unweighted": base, "recall_floor": floor,
             "scores": {str(p): v for p, v in scores.items()}, "eligible": [str(p) for p in eligible],
             "data_rows": len(t), "generated_rows": len(s)}
