@@ -67,7 +67,7 @@ def refine(model: str, zoo: str, out: str, seed: int) -> tuple[dict, object]:
     diag = res.metrics["diagnostics"]
     chosen = (diag.get("classifier") or {}).get("sharpening") or {}
     return {"refine_seconds": time.perf_counter() - t0, "power": chosen.get("power"),
-            "held_out": {k: chosen.get(k) for k in ("scores", "unweighted", "recall_floor", "precision_gain",
+            "held_out": {k: chosen.get(k) for k in ("scores", "unweighted", "skipped",
                                                     "eligible")},
             "run_failed": res.metrics["failed"]}, module
 

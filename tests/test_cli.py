@@ -124,6 +124,8 @@ def test_the_chosen_sharpening_is_said_in_the_summary():
     assert "min(w, c)^2" in line and "70.0 -> 75.0" in line and "60.0 -> 61.0" in line
     (line,) = _sharpening_line({"power": 1.0, "scores": scores})
     assert line.startswith("weights not sharpened")
+    (line,) = _sharpening_line({"power": 1.0, "skipped": "too few rows to choose on (20 held-out data rows)"})
+    assert line.startswith("weights not sharpened: too few rows")
 
 
 def test_a_warning_is_one_line_on_stderr(tmp_path, capsys):

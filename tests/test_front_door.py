@@ -66,3 +66,19 @@ def test_sharpened_weights_lean_further_toward_the_weighted_mode():
     sharp = genrefine.refine(modes, data, "rejection", latent_dim=2, seed=0, progress=False,
                              settings={"classifier": {"sharpen": 2.0}})
     assert 0.74 < share(plain) < 0.86 and share(sharp) > 0.9, (share(plain), share(sharp))
+
+
+def test_sharpening_a_simulator_with_hidden_noise_is_said_to_be_ignored():
+    """A stochastic generator has no weight per latent point to sharpen: the run says so."""
+    from genrefine.generators import as_generator
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(2000, 2)) + 1.0
+
+    def sim(z, rng):
+        return z + 0.5 * rng.normal(size=z.shape)
+
+    gen = as_generator(sim, latent_dim=2, stochastic=True, seed=0)
+    with pytest.warns(UserWarning, match="sharpen=2.0 is ignored"):
+        genrefine.compare(gen, data, ["rejection"], seed=0, progress=False, n_samples=500,
+                          settings={"classifier": {"sharpen": 2.0, "epochs": 3}})

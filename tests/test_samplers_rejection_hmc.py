@@ -375,13 +375,15 @@ def test_practical_bound_keeps_a_usable_cap_and_tightens_a_useless_one():
 
 def test_sharpened_target_is_the_capped_power_of_the_weights():
     """w = e^z on N(0, 1): the sharpened target p(z) min(w, c)^2 with c the weights' 90% quantile
-    (c = e^1.2816) has a mean found by quadrature; rejection under its exact bound c^2 draws it."""
+    (c = e^1.2816) has a mean found by quadrature; rejection under its exact bound (1, the
+    weights divided by c^2) draws it; a power that would overflow c^power in float64 still works."""
     from genrefine.samplers.rejection import sharpened
 
     target = LatentTarget(std_normal(1), lambda z: z[:, 0])
     sharp = sharpened(target, power=2.0, quantile=0.9)
-    assert sharp.bound == pytest.approx(math.exp(2 * 1.2815516), rel=0.05)  # the probe's 90% quantile
-    cap = math.log(sharp.bound) / 2
+    cap = -10.0 - float(sharp.log_weight(torch.full((1, 1), -10.0))) / 2  # log w'(z) = 2 (min(z, cap) - cap)
+    assert cap == pytest.approx(1.2815516, abs=0.02)  # the probe's 90% quantile
+    assert sharp.bound == pytest.approx(1.0, abs=1e-3)  # min(w, c)^2 / c^2 <= 1, exactly
     grid = torch.linspace(-8.0, 12.0, 200_001, dtype=torch.float64)
     dens = torch.exp(-0.5 * grid ** 2 + 2 * grid.clamp(max=cap))
     mean = float((grid * dens).sum() / dens.sum())
@@ -391,3 +393,5 @@ def test_sharpened_target_is_the_capped_power_of_the_weights():
     assert abs(mean - 2.0) > 0.5 and abs(mean - 1.0) > 0.1  # neither the uncapped w^2 (2.0) nor w (1.0)
     with pytest.raises(ValueError, match="power"):
         sharpened(target, power=0.5)
+    huge = sharpened(LatentTarget(std_normal(1), lambda z: 100 * z[:, 0]), power=400.0, quantile=0.9)
+    assert huge.bound == pytest.approx(1.0, abs=1e-3) and float(huge.log_weight(torch.zeros(1, 1))) < 0

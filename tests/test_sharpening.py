@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from genrefine.weights.classifier import DensityRatioClassifier
-from genrefine.weights.sharpening import select_sharpening, sharpened_log_weights
+from genrefine.weights.sharpening import one_standard_error, select_sharpening, sharpened_log_weights
 
 
 def _core_and_halo(n: int, seed: int):
@@ -29,7 +29,7 @@ def test_under_confident_weights_are_sharpened_and_exact_ones_are_not():
     """A classifier that is right in direction but under-confident (log w scaled by 0.4, as an
     early-stopped one is) leaves part of the halo: a power of 2 or more brings its precision
     toward the exact weights'. The exact weights themselves are kept: sharper powers buy little
-    precision and lose the data's tails (recall below the unweighted generator's)."""
+    precision and lose the data's tails (recall below the fitted weights')."""
     t, s, lw = _core_and_halo(1500, 0)
     soft = select_sharpening(0.4 * lw, t, s)
     assert soft["power"] >= 2.0
@@ -41,8 +41,9 @@ def test_under_confident_weights_are_sharpened_and_exact_ones_are_not():
 
 def test_a_power_that_drops_a_mode_is_refused():
     """Two modes, half the data each; the weights favour the left mode 20 to 1 (the right mode's
-    generated rows include 30% junk). The cube of the weights keeps nothing of the right mode:
-    precision rises, recall falls to about half, so the weights as fitted are kept."""
+    generated rows include 30% junk). Their square keeps a handful of the right mode's rows:
+    precision rises, recall falls well below the fitted weights' (balls of its own handful of
+    rows would have hidden that), so the weights as fitted are kept."""
     g = torch.Generator().manual_seed(1)
     n = 1500
     centre = torch.tensor([[4.0, 0.0], [-4.0, 0.0]])
@@ -54,7 +55,37 @@ def test_a_power_that_drops_a_mode_is_refused():
     rec = select_sharpening(lw, t, s)
     assert rec["power"] == 1.0
     assert rec["scores"]["3.0"]["precision"] > rec["scores"]["1.0"]["precision"]
-    assert rec["scores"]["3.0"]["recall"] < 0.75 < rec["scores"]["1.0"]["recall"]
+    for p in ("2.0", "3.0"):
+        assert rec["scores"][p]["recall"] < 0.55 < rec["scores"]["1.0"]["recall"]
+
+
+def test_the_one_standard_error_rule_keeps_the_mildest_power_within_one_error_of_the_best():
+    precision = {1.0: 0.50, 1.5: 0.56, 2.0: 0.60, 3.0: 0.61}
+    assert one_standard_error(precision, lambda p, q: 0.02) == 2.0  # 3's lead of 0.01 is within one error
+    assert one_standard_error(precision, lambda p, q: 0.005) == 3.0  # now it is not
+    assert one_standard_error(precision, lambda p, q: 0.2) == 1.0
+    assert one_standard_error({1.0: 0.5, 2.0: 0.5}, lambda p, q: 0.0) == 1.0  # a tie: the milder
+
+
+def test_recall_floor_is_the_unweighted_recall_at_the_same_size_and_the_fitted_weights():
+    """Each power's recall floor is the higher of the unweighted generator's recall on as many
+    distinct rows as its weighted resample keeps and the fitted weights' recall, each less two
+    binomial errors; the balls are fixed, so a thinner unweighted sample recalls less."""
+    t, s, lw = _core_and_halo(1500, 0)
+    rec = select_sharpening(0.4 * lw, t, s)
+    sharp, plain, fitted = rec["scores"]["3.0"], rec["unweighted"], rec["scores"]["1.0"]
+    assert sharp["distinct_rows"] < 0.85 * plain["distinct_rows"]
+    assert sharp["unweighted_recall"] < plain["recall"] - 0.03  # fewer rows, same fixed balls
+
+    def less(r):
+        return r - 2 * math.sqrt(r * (1 - r) / 1500)
+    assert sharp["recall_floor"] == pytest.approx(max(less(sharp["unweighted_recall"]), less(fitted["recall"])))
+
+
+def test_too_few_held_out_rows_choose_nothing():
+    t, s, lw = _core_and_halo(1500, 0)
+    rec = select_sharpening(lw, t[:20], s)
+    assert rec["power"] == 1.0 and "too few" in rec["skipped"]
 
 
 def test_sharpened_log_weights_cap_then_raise():

@@ -267,14 +267,17 @@ def _sharpening_line(rec) -> list[str]:
     """A line saying which sharpening power the held-out rows chose (``classifier.sharpen=auto``)."""
     if not isinstance(rec, dict) or rec.get("power") is None:
         return []
+    if rec.get("skipped"):
+        return [f"weights not sharpened: {rec['skipped']} (classifier.sharpen=auto)"]
     p, scores = float(rec["power"]), rec.get("scores") or {}
     chosen, plain = scores.get(str(p)) or {}, scores.get("1.0") or {}
     if p == 1.0 or "precision" not in chosen or "precision" not in plain:
         return ["weights not sharpened: no power above 1 raised the held-out precision and kept the recall "
                 "(classifier.sharpen=auto)"]
-    return [f"weights sharpened to min(w, c)^{p:g} on held-out rows: precision {100 * plain['precision']:.1f} -> "
+    return [f"latent samplers' weights sharpened to min(w, c)^{p:g} on held-out rows: precision {100 * plain['precision']:.1f} -> "
             f"{100 * chosen['precision']:.1f}, recall {100 * plain['recall']:.1f} -> {100 * chosen['recall']:.1f} "
-            f"(their samples lean toward the typical; classifier.sharpen=1 keeps the data's density)"]
+            f"(rejection, SIR, MH, HMC, Langevin lean toward the typical; refiners keep w; classifier.sharpen=1 "
+            f"keeps the data's density)"]
 
 
 def _format_laser_table(metrics: dict) -> str:

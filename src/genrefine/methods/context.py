@@ -23,7 +23,7 @@ from genrefine.generators.base import Generator
 from genrefine.methods.estimators import (ClassifierFit, fit_critic_ratio, fit_dctr_classifier, fit_dot_critic,
                                           fit_omnifold, fit_w_phi, train_critic)
 from genrefine.samplers.base import LatentTarget, weight_diagnostics
-from genrefine.samplers.rejection import practical_bound, probe_bound, sharpened
+from genrefine.samplers.rejection import practical_bound, probe_bound, sharpen_log_cap, sharpened
 from genrefine.timing import timed
 from genrefine.weights.classifier import latent_target
 from genrefine.weights.omnifold import pullback_spread
@@ -201,18 +201,21 @@ class RunContext:
                               f"{spread['noise_fraction']:.0%} of their log-variance is the generator's hidden noise; "
                               f"OmniFold's latent weights (the -omnifold methods) average it out", stacklevel=3)
         target = latent_target(self.base, clf)
-        if self.base.stochastic:  # a probe would draw from its own stream and move the run's
-            return target
         c = self.cfg["classifier"]
         power, quantile = c.get("sharpen", 1.0), float(c.get("sharpen_quantile", 0.99))
+        if self.base.stochastic:  # a probe would draw from its own stream and move the run's
+            if power != 1.0:
+                warnings.warn(f"classifier.sharpen={power} is ignored: a generator with hidden randomness has no "
+                              "weight per latent point to sharpen", stacklevel=3)
+            return target
         chosen = power == "auto"  # the classifier chose it on held-out rows
         power = float(clf.sharpen_power) if chosen else float(power)
         if power == 1.0:
             return practical_bound(target)
-        target = sharpened(target, power, quantile)  # its cap is its exact bound
-        self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "bound": target.bound,
+        cap = sharpen_log_cap(target, quantile)
+        self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "log_cap": cap,
                                        "chosen_on_held_out_rows": chosen}
-        return target
+        return sharpened(target, power, log_cap=cap)  # bounded by 1, exactly
 
     def x_val(self):
         """Held-out training rows (numpy) for choosing gradient steps: at most 2000, one in 50,

@@ -129,7 +129,8 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     clf = build_classifier(c, shape).to(ctx.device)
     cells = 0 if isinstance(clf, FeatureRatioClassifier) else int(c.get("calibrate_cells", 0))
     candidates, rule = tempering_candidates(c.get("temper", "off"), shape)
-    powers = SHARPEN_POWERS if c.get("sharpen") == "auto" and not gen.stochastic else ()
+    # chosen once, for the base's classifier: only the latent samplers of the base's weights use it
+    powers = SHARPEN_POWERS if c.get("sharpen") == "auto" and not gen.stochastic and not tag else ()
     ctx.timed(f"train_classifier{tag}", lambda: clf.fit(  # calibrated on samples it never trained on
         ctx.x_train, x_tr, epochs=c["epochs"], batch_size=c["batch_size"], lr=c["lr"], gamma=c["gamma"],
         progress=ctx.progress, checkpoint=ctx.ckpt("classifier" + tag), calibrate_cells=cells,

@@ -477,14 +477,29 @@ def probe_weights(target: LatentTarget, n: int, batch_size: int = 65_536) -> tup
 PRACTICAL_PROBE = 1 << 16
 
 
-#: the sharpened bound's margin in log space, relative: float32 rounding of the capped log
-#: weights (about 1e-7 relative) must not put them above it
-SHARPEN_BOUND_SLACK = 1e-5
+#: the sharpened bound's margin in log space: its weights ``power * (min(log w, cap) - cap)`` are
+#: at most 0 in any float arithmetic (the cap is subtracted before the power multiplies)
+SHARPEN_BOUND_SLACK = 1e-6
 
 
-def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int = PRACTICAL_PROBE) -> LatentTarget:
+def sharpen_log_cap(target: LatentTarget, quantile: float = 0.99, n: int = PRACTICAL_PROBE) -> float:
+    """``log c``, ``c`` the ``quantile`` of ``target``'s weights over ``n`` prior draws (their own
+    seeded stream; the largest when ``quantile`` is 1), the same on every rank under torchrun."""
+    if not 0 < quantile <= 1:
+        raise ValueError(f"sharpen: the quantile must lie in (0, 1], got {quantile}")
+    lw = probe_log_weights(target, n)
+    lw = lw[torch.isfinite(lw)]
+    if not len(lw):
+        raise ValueError("sharpen: every probed weight is zero or non-finite")
+    cap = float(torch.quantile(lw[:1_000_000].float(), quantile)) if quantile < 1 else float(lw.max())
+    return distributed.agree_max(cap)
+
+
+def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int = PRACTICAL_PROBE,
+              log_cap: float | None = None) -> LatentTarget:
     """The precision-first target ``q'(z) ∝ p(z) min(w(z), c)^power``, ``c`` the ``quantile`` of
-    ``w`` over ``n`` prior draws (their own seeded stream), with its exact bound ``c^power``.
+    ``w`` over ``n`` prior draws (:func:`sharpen_log_cap`, unless ``log_cap`` gives it), its
+    weights divided by ``c^power`` so that their exact bound is 1 (no power overflows it).
 
     ``power > 1`` leans further toward the points the weights call most realistic, as the
     truncation trick does; the cap keeps the few extreme weights (an extrapolating classifier's)
@@ -495,20 +510,11 @@ def sharpened(target: LatentTarget, power: float, quantile: float = 0.99, n: int
     (docs/image_bar.md)."""
     if not (math.isfinite(power) and power >= 1):
         raise ValueError(f"sharpen: the power must be a number >= 1 (below 1 is tempering), got {power}")
-    if not 0 < quantile <= 1:
-        raise ValueError(f"sharpen: the quantile must lie in (0, 1], got {quantile}")
-    lw = probe_log_weights(target, n)
-    lw = lw[torch.isfinite(lw)]
-    if not len(lw):
-        raise ValueError("sharpen: every probed weight is zero or non-finite")
-    cap = float(torch.quantile(lw[:1_000_000].float(), quantile)) if quantile < 1 else float(lw.max())
-    cap = distributed.agree_max(cap)  # one target for every rank under torchrun
+    cap = sharpen_log_cap(target, quantile, n) if log_cap is None else float(log_cap)
 
     def log_weight(z: Tensor) -> Tensor:
-        return power * target.log_weight(z).clamp(max=cap)
-    # the capped weights meet the bound exactly; a relative margin covers their float32 rounding
-    log_bound = power * cap + SHARPEN_BOUND_SLACK * (1.0 + abs(power * cap))
-    return LatentTarget(target.prior, log_weight, target.differentiable, bound=math.exp(log_bound))
+        return power * (target.log_weight(z).clamp(max=cap) - cap)
+    return LatentTarget(target.prior, log_weight, target.differentiable, bound=math.exp(SHARPEN_BOUND_SLACK))
 
 
 def practical_bound(target: LatentTarget, n: int = PRACTICAL_PROBE, safety: float = 1.1) -> LatentTarget:

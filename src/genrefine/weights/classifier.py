@@ -231,7 +231,8 @@ class RatioClassifier(nn.Module):
         ``diagnostics_["tempering"]``) against ``temper_samples`` (fresh generated rows, or a
         function that draws them; by default the held-out generated rows); empty: none.
         ``sharpen``: powers ``p >= 1`` of the capped weights, one chosen against ``sharpen_samples``
-        (by default the tempering's) into ``sharpen_power``, which samplers apply, not ``weight``.
+        (by default the tempering's) into ``sharpen_power``; a run's latent samplers of these
+        weights apply it (``methods/context.py``), while ``weight`` and :func:`latent_target` keep ``w``.
 
         ``data_weight`` / ``generated_weight``: per-row weights of either class (OmniFold's
         weighted samples), each rescaled to mean 1; the BCE is then weighted and the odds
