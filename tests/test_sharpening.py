@@ -83,9 +83,14 @@ def test_recall_floor_is_the_unweighted_recall_at_the_same_size_and_the_fitted_w
 
 
 def test_too_few_held_out_rows_choose_nothing():
+    """Fewer than 50 held-out data rows, or none (val_fraction=0: the training rows, which favour
+    the sharper powers), choose no sharpening and say why."""
     t, s, lw = _core_and_halo(1500, 0)
     rec = select_sharpening(lw, t[:20], s)
     assert rec["power"] == 1.0 and "too few" in rec["skipped"]
+    torch.manual_seed(0)
+    c = DensityRatioClassifier(2, 32, 3, val_fraction=0).fit(t, s, epochs=3, progress=False, sharpen=(1.0, 3.0))
+    assert float(c.sharpen_power) == 1.0 and "val_fraction=0" in c.diagnostics_["sharpening"]["skipped"]
 
 
 def test_sharpened_log_weights_cap_then_raise():

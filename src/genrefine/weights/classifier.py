@@ -282,7 +282,9 @@ class RatioClassifier(nn.Module):
         scored = xg[rg] if temper_samples is None else temper_samples
         choices = {"tempering": self._temper(xd[rd], scored, temper, temper_rule),
                    "sharpening": self._sharpen(xd[rd], scored if sharpen_samples is None else sharpen_samples,
-                                               sharpen, sharpen_quantile)}
+                                               sharpen if held_out else (), sharpen_quantile)}
+        if sharpen and not held_out:  # training rows favour sharper powers (docs/image_bar.md)
+            choices["sharpening"] = {"power": 1.0, "skipped": "no held-out data rows to choose on (val_fraction=0)"}
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
