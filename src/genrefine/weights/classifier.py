@@ -281,10 +281,8 @@ class RatioClassifier(nn.Module):
         rd, rg = (vd, vg) if held_out else (td, tg)
         scored = xg[rg] if temper_samples is None else temper_samples
         choices = {"tempering": self._temper(xd[rd], scored, temper, temper_rule),
-                   "sharpening": self._sharpen(xd[rd], scored if sharpen_samples is None else sharpen_samples,
-                                               sharpen if held_out else (), sharpen_quantile)}
-        if sharpen and not held_out:  # training rows favour sharper powers (docs/image_bar.md)
-            choices["sharpening"] = {"power": 1.0, "skipped": "no held-out data rows to choose on (val_fraction=0)"}
+                   "sharpening": self._sharpen(xd[rd] if held_out else None, sharpen_samples, scored,
+                                               sharpen, sharpen_quantile)}
         rec = self.diagnose(xd[rd], xg[rg], on="held-out" if held_out else "training", best_epoch=best,
                             epochs_run=len(history), data_weight=wd[rd] if weighted else None,
                             generated_weight=wg[rg] if weighted else None)
@@ -311,12 +309,16 @@ class RatioClassifier(nn.Module):
         return rec
 
     @torch.no_grad()
-    def _sharpen(self, xd: Tensor, xg, powers, quantile: float) -> dict | None:
-        """Choose the sharpening power among ``powers`` on data rows ``xd`` and generated rows
-        ``xg`` (or a function that draws them, called only when there are powers;
+    def _sharpen(self, xd: Tensor, xg, default, powers, quantile: float) -> dict | None:
+        """Choose the sharpening power among ``powers`` on held-out data rows ``xd`` (None: there
+        are none, and nothing is chosen) and generated rows ``xg`` (or a function that draws them,
+        called only when there are powers; None: ``default``, likewise;
         :func:`select_sharpening`, on the generated rows whose weight is finite)."""
         if not powers:
             return None
+        if xd is None:  # the training rows favour sharper powers (docs/image_bar.md)
+            return {"power": 1.0, "skipped": "no held-out data rows to choose on (val_fraction=0)"}
+        xg = default if xg is None else xg
         xg = self._rows(xg() if callable(xg) else xg, "sharpening samples")
         lw = torch.cat([self.log_weight(c) for c in xg.split(self.eval_batch)])
         finite = torch.isfinite(lw)  # scored on the rows themselves, never a feature code
