@@ -71,6 +71,13 @@ def feature_net(seed: int) -> tuple[FeatureNet, np.ndarray, float]:
     return net, held, round(float((net.classes_[predicted] == y_held).mean()), 4)
 
 
+def load_run(run: str, user_model=None):
+    """``(base, classifier)`` of a saved run (``user_model``: the user's module it was built on)."""
+    path = os.path.join(run, "models", "classifier")
+    kind = read_checkpoint(path)[0]["kind"]
+    return load_generator(os.path.join(run, "models", "base"), base=user_model), load_module(path, kind, KINDS[kind])
+
+
 def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE,
              sharpen: tuple[float, float] | None = None) -> dict:
     """``{method: draw(n) -> (images, weights or None)}`` of a saved run's base and of its
@@ -80,10 +87,7 @@ def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_I
     weights ``min(w, c)^power`` (:func:`~genrefine.samplers.rejection.sharpened`), as a run with
     ``--set classifier.sharpen=POWER`` samples them; ``"auto"``: the power the run's classifier
     chose (``--set classifier.sharpen=auto``)."""
-    base = load_generator(os.path.join(run, "models", "base"), base=user_model)
-    path = os.path.join(run, "models", "classifier")
-    kind = read_checkpoint(path)[0]["kind"]
-    clf = load_module(path, kind, KINDS[kind])
+    base, clf = load_run(run, user_model)
     target = latent_target(base, clf)
     if sharpen == "auto":  # the power the run chose on held-out rows (classifier.sharpen=auto)
         power = float(clf.sharpen_power)

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_bar as ib  # noqa: E402
 
-from genrefine.api import load_critic, load_generator  # noqa: E402
-from genrefine.checkpoint import atomic_write_text, load_module, read_checkpoint  # noqa: E402
+from genrefine.api import load_critic  # noqa: E402
+from genrefine.checkpoint import atomic_write_text  # noqa: E402
 from genrefine.metrics import frechet_distance  # noqa: E402
 from genrefine.metrics.suite import weighted_precision_recall  # noqa: E402
 
@@ -38,10 +38,7 @@ CAPS = (1.0, 0.999, 0.99)
 def pool_scores(run: str, n: int, chunk: int = 5000) -> tuple:
     """The base, ``n`` pool latents, and their log classifier ratios and standardised critic values
     (zeros for a family without a critic)."""
-    base = load_generator(os.path.join(run, "models", "base"))
-    path = os.path.join(run, "models", "classifier")
-    kind = read_checkpoint(path)[0]["kind"]
-    clf = load_module(path, kind, ib.KINDS[kind])
+    base, clf = ib.load_run(run)
     has_critic = os.path.isdir(os.path.join(run, "models", "critic"))
     critic = load_critic(os.path.join(run, "models", "critic")) if has_critic else (lambda x: torch.zeros(len(x)))
     z = torch.randn(n, base.latent_dim)

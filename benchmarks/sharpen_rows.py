@@ -23,17 +23,13 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import image_bar  # noqa: E402
 
-from genrefine.api import load_generator  # noqa: E402
-from genrefine.checkpoint import atomic_write_text, load_module, read_checkpoint  # noqa: E402
+from genrefine.checkpoint import atomic_write_text  # noqa: E402
 from genrefine.weights.sharpening import select_sharpening  # noqa: E402
 
 
 def gains(run: str, rows: dict, n_gen: int, seed: int) -> dict:
     """Per set of data rows: every power's precision, gain over p = 1 and its paired error."""
-    base = load_generator(os.path.join(run, "models", "base"))
-    path = os.path.join(run, "models", "classifier")
-    kind = read_checkpoint(path)[0]["kind"]
-    clf = load_module(path, kind, image_bar.KINDS[kind])
+    base, clf = image_bar.load_run(run)
     torch.manual_seed(seed)
     with torch.no_grad():
         x = base.sample(n_gen)
