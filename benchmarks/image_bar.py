@@ -26,22 +26,20 @@ import time
 import numpy as np
 import torch
 
-from genrefine.api import load_generator
-from genrefine.checkpoint import atomic_write_text, load_module, read_checkpoint
+from genrefine.api import load_classifier, load_generator
+from genrefine.checkpoint import atomic_write_text
 from genrefine.data import load_array, read_idx
 from genrefine.metrics import FeatureNet, frechet_distance
 from genrefine.metrics.precision_recall import mean_interval
 from genrefine.metrics.suite import weighted_precision_recall
 from genrefine.samplers.rejection import LatentRejectionSampler, practical_bound, sharpened
 from genrefine.samplers.ratio import SIRSampler
-from genrefine.weights.classifier import ConvRatioClassifier, latent_target
-from genrefine.weights.feature_classifier import FeatureRatioClassifier
+from genrefine.weights.classifier import latent_target
 from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.path.join(ROOT, "..", "shared", "data", "mnist")
 FAMILIES = ["vae", "dcgan", "wgan-clip", "wgan-gp", "hinge-gp"]
-KINDS = {"feature_classifier": FeatureRatioClassifier, "conv_classifier": ConvRatioClassifier}
 PRECISION_GAIN = 3.0  # percentage points
 
 
@@ -73,9 +71,8 @@ def feature_net(seed: int) -> tuple[FeatureNet, np.ndarray, float]:
 
 def load_run(run: str, user_model=None):
     """``(base, classifier)`` of a saved run (``user_model``: the user's module it was built on)."""
-    path = os.path.join(run, "models", "classifier")
-    kind = read_checkpoint(path)[0]["kind"]
-    return load_generator(os.path.join(run, "models", "base"), base=user_model), load_module(path, kind, KINDS[kind])
+    return (load_generator(os.path.join(run, "models", "base"), base=user_model),
+            load_classifier(os.path.join(run, "models", "classifier")))
 
 
 def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_IMAGE,

@@ -3,7 +3,7 @@ sharpening power of the classifier's weights chosen on held-out rows, sampled by
 rejection and SIR.
 
     python benchmarks/sharpen_auto.py [--models vae,wgan-gp,...,published-gan,published-vae]
-        [--repeats 10] [--max-proposals-per-image 1000]
+        [--repeats 10] [--max-proposals-per-image 1000] [--members K]
 
 For each model, the base is a saved zoo run's (``runs/zoo/mnist_FAMILY``, written by
 ``python benchmarks/zoo.py --cases mnist:FAMILY``) or a published one (``published-gan``,
@@ -15,7 +15,9 @@ scored as ``benchmarks/image_bar.py`` scores: precision, recall and Frechet dist
 features of a classifier trained on the labelled training images, 10 paired evaluations of
 1000 fresh images against 1000 of the 2,000 held-out images. Writes
 ``docs/image_bar_runs/sharpen_auto.json`` (with the power each run chose and its held-out
-scores) and ``docs/image_bar_runs/sharpen_auto.md``.
+scores) and ``docs/image_bar_runs/sharpen_auto.md``; with ``--members K`` (K > 1) the classifier is
+an ensemble of K (``--set classifier.members=K``), the runs go to ``runs/sharpen_auto_membersK`` and
+the files are ``sharpen_auto_membersK.{json,md}``.
 """
 
 from __future__ import annotations
@@ -58,12 +60,12 @@ def base_of(model: str, zoo: str):
     return load_generator(os.path.join(run, "models", "base")), None
 
 
-def refine(model: str, zoo: str, out: str, seed: int) -> tuple[dict, object]:
+def refine(model: str, zoo: str, out: str, seed: int, settings: dict) -> tuple[dict, object]:
     """The one call every model gets; returns its record and the user module (or None)."""
     base, module = base_of(model, zoo)
     t0 = time.perf_counter()
     res = run_refinement(MNIST_FILE, methods=METHODS, base=base, scoring="suite", seed=seed, n_samples=5_000,
-                         progress=False, out=out, settings=SETTINGS)
+                         progress=False, out=out, settings=settings)
     diag = res.metrics["diagnostics"]
     chosen = (diag.get("classifier") or {}).get("sharpening") or {}
     return {"refine_seconds": time.perf_counter() - t0, "power": chosen.get("power"),
@@ -76,34 +78,39 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--zoo", default=os.path.join("runs", "zoo"))
-    ap.add_argument("--runs", default=os.path.join("runs", "sharpen_auto"))
+    ap.add_argument("--runs", default=None, help="default runs/sharpen_auto[_membersK]")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--eval-n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=1000)
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "image_bar_runs"))
+    ap.add_argument("--members", type=int, default=1, help="classifiers in the ensemble (classifier.members)")
     args = ap.parse_args(argv)
+    tag = f"_members{args.members}" if args.members > 1 else ""
+    settings = {"classifier": {**SETTINGS["classifier"], **({"members": args.members} if tag else {})}}
+    runs = args.runs or os.path.join("runs", "sharpen_auto" + tag)
     models = args.models.split(",")
     if unknown := [m for m in models if m not in MODELS]:
         raise SystemExit(f"error: unknown model(s) {unknown}; choose from {MODELS}")
     torch.set_num_threads(1)
     os.environ.setdefault("GENREFINE_PUBLISHED", os.path.join("runs", "published"))
     net, held, accuracy = image_bar.feature_net(args.seed)
-    path = os.path.join(args.docs, "sharpen_auto.json")
+    path = os.path.join(args.docs, f"sharpen_auto{tag}.json")
     doc = json.load(open(path)) if os.path.exists(path) else {"families": {}}
     doc.update(command="python benchmarks/sharpen_auto.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               repeats=args.repeats, eval_n=args.eval_n, feature_accuracy=accuracy, settings=SETTINGS,
+               repeats=args.repeats, eval_n=args.eval_n, feature_accuracy=accuracy, settings=settings,
                floor=image_bar.floor(net, held, args.eval_n, args.repeats, args.seed))
     for model in models:
-        out = os.path.join(args.runs, f"mnist_{model}")
-        record, module = refine(model, args.zoo, out, args.seed)
+        out = os.path.join(runs, f"mnist_{model}")
+        record, module = refine(model, args.zoo, out, args.seed, settings)
         t0 = time.perf_counter()
         res = image_bar.evaluate(out, net, held, args.eval_n, args.repeats, args.seed, user_model=module,
                                  max_per_image=args.max_proposals_per_image, sharpen="auto")
         doc["families"][model] = {**res, **record, "eval_seconds": time.perf_counter() - t0}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
-        atomic_write_text(os.path.join(args.docs, "sharpen_auto.md"),
-                          image_bar.render(doc, "Issue 23's bar with classifier.sharpen=auto, one command for all"))
+        atomic_write_text(os.path.join(args.docs, f"sharpen_auto{tag}.md"), image_bar.render(
+            doc, "Issue 23's bar with classifier.sharpen=auto" + (f" and {args.members} classifiers" if tag else "")
+            + ", one command for all"))
         print(model, record["power"], json.dumps({m: r.get("meets_bar") for m, r in res["methods"].items()}),
               res["failed"], flush=True)
     return 0

@@ -24,17 +24,13 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_bar as ib  # noqa: E402
 
-from genrefine.api import load_generator  # noqa: E402
-from genrefine.checkpoint import atomic_write_text, load_module, read_checkpoint  # noqa: E402
+from genrefine.checkpoint import atomic_write_text  # noqa: E402
 from genrefine.weights.sharpening import select_sharpening  # noqa: E402
 
 
 def spaces(run: str, net, held, n_generated: int, seed: int) -> dict:
     """``{space: select_sharpening record}`` for the run's base and classifier."""
-    base = load_generator(os.path.join(run, "models", "base"))
-    path = os.path.join(run, "models", "classifier")
-    kind = read_checkpoint(path)[0]["kind"]
-    clf = load_module(path, kind, ib.KINDS[kind])
+    base, clf = ib.load_run(run)
     torch.manual_seed(seed + 5)
     with torch.no_grad():
         xg = base.sample(n_generated)

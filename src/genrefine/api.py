@@ -32,7 +32,8 @@ from genrefine.usercode import is_simulator
 from genrefine.report import Report, Score
 from genrefine.settings import merge
 from genrefine.validation import MIN_DATA_ROWS, check_array, check_seed, resolve_device
-from genrefine.weights.classifier import DensityRatioClassifier
+from genrefine.weights.classifier import RatioClassifier
+from genrefine.weights.ensemble import CLASSIFIER_KINDS, ENSEMBLE_KIND, RatioEnsemble
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
 
@@ -78,9 +79,13 @@ def load_generator(path: str, device: str | torch.device = "cpu", family: str | 
     return gen.to(device).freeze()
 
 
-def load_classifier(path: str, device: str | torch.device = "cpu") -> DensityRatioClassifier:
-    """Load a :class:`~genrefine.weights.DensityRatioClassifier` (``models/classifier``)."""
-    return load_module(path, "dctr_classifier", DensityRatioClassifier, device)
+def load_classifier(path: str, device: str | torch.device = "cpu") -> RatioClassifier:
+    """Load a run's DCTR classifier (``models/classifier``) of whichever kind it was saved as:
+    an MLP, a CNN, one on image codes, or an ensemble of them (``.weight(x)``, ``.log_weight(x)``)."""
+    kind = read_checkpoint(path)[0].get("kind")
+    if kind not in CLASSIFIER_KINDS and kind != ENSEMBLE_KIND:
+        raise ValueError(f"{path}: checkpoint holds '{kind}', expected a DCTR classifier")
+    return load_module(path, kind, CLASSIFIER_KINDS.get(kind, RatioEnsemble), device)
 
 
 def load_critic(path: str, device: str | torch.device = "cpu") -> Critic:

@@ -67,6 +67,9 @@ PRESETS: dict[str, dict] = {
         # pixel CNN's tempered weights gave +0.007-0.014; docs/images.md), never cell-calibrated
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
                        "generated_per_data": 2, "calibrate_cells": 40, "temper": "auto", "features": "auto",
+                       # members K > 1: K classifiers (seeds seed..seed+K-1) on the same split,
+                       # their logits averaged (weights/ensemble.py): steadier weights for images
+                       "members": 1,
                        # sharpen p > 1: the samplers of the DCTR latent target draw from
                        # p(z) min(w, c)^p, c the weights' sharpen_quantile (samplers/rejection.py
                        # sharpened): precision first, for images; 1 keeps the data's density;
@@ -132,8 +135,8 @@ PRESETS: dict[str, dict] = {
         "base": {"transforms": 12, "hidden": [48, 48, 48], "epochs": 100, "batch_size": 2000, "lr": 1e-3,
                  "weight_decay": 1e-5, "gamma": 0.999},
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
-                       "calibrate_cells": 40, "temper": "auto", "features": "auto", "sharpen": 1.0,
-                       "sharpen_quantile": 0.99},
+                       "calibrate_cells": 40, "temper": "auto", "features": "auto", "members": 1,
+                       "sharpen": 1.0, "sharpen_quantile": 0.99},
         "hmc": {"paper": True},
         "laser": {"aux_dim": None, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
                   "betas": [0.5, 0.9], "gamma": 0.999, "n_critic": 4, "r1": 0.0, "ema": 0.999},

@@ -34,7 +34,7 @@ SIZE_LIMITS = {"transforms": 256, "hidden": 8192, "layers": 128, "channels": 409
 #: counts that must be at least 1, by parameter name, wherever they appear (an epoch count of 0
 #: is a choice only for the latent importance network's game, whose default is 0)
 COUNT_KEYS = {"batch_size", "n_chains", "n_candidates", "chain_length", "pilot_size", "max_rounds", "max_proposals",
-              "n_critic", "adapt_chains", "sir_pool_size", "iterations", "thin"}
+              "n_critic", "adapt_chains", "sir_pool_size", "iterations", "thin", "members"}
 
 
 def parse_assignment(text: str) -> tuple[list[str], object]:

@@ -15,8 +15,8 @@ from genrefine.checkpoint import atomic_save_npy, atomic_write_text, jsonable, s
 from genrefine.experiments.result import RefinementResult
 from genrefine.generators.base import Generator
 from genrefine.generators.critic import Critic
-from genrefine.weights.classifier import ConvRatioClassifier, DensityRatioClassifier
-from genrefine.weights.feature_classifier import FeatureRatioClassifier
+from genrefine.weights.classifier import RatioClassifier
+from genrefine.weights.ensemble import classifier_kind
 from genrefine.weights.omnifold import OmniFold
 from genrefine.weights.discriminator import DiscriminatorRatio
 from genrefine.weights.latent_importance import LatentImportanceNetwork
@@ -53,12 +53,8 @@ def save_model(model, path: str) -> None:
     weights by its kind."""
     if isinstance(model, Generator):
         save_generator(model, path)
-    elif isinstance(model, DensityRatioClassifier):
-        save_module(model, model.config(), path, kind="dctr_classifier")
-    elif isinstance(model, ConvRatioClassifier):
-        save_module(model, model.config(), path, kind="conv_classifier")
-    elif isinstance(model, FeatureRatioClassifier):
-        save_module(model, model.config(), path, kind="feature_classifier")
+    elif isinstance(model, RatioClassifier):
+        save_module(model, model.config(), path, kind=classifier_kind(model))
     elif isinstance(model, LatentImportanceNetwork):
         save_module(model, model.config(), path, kind="latent_importance")
     elif isinstance(model, DiscriminatorRatio):

@@ -29,6 +29,7 @@ from genrefine.generators.critic import Critic
 from genrefine.samplers.rejection import RejectionPrior
 from genrefine.weights.classifier import RatioClassifier, make_classifier
 from genrefine.weights.discriminator import DiscriminatorRatio, fine_tune_critic
+from genrefine.weights.ensemble import RatioEnsemble, classifier_kind
 from genrefine.weights.feature_classifier import FeatureRatioClassifier
 from genrefine.weights.latent_importance import LatentImportanceNetwork
 from genrefine.weights.omnifold import OmniFold
@@ -100,16 +101,26 @@ def build_classifier(c: dict, data_shape) -> RatioClassifier:
     """The untrained DCTR classifier of section ``c`` for rows of ``data_shape``: with
     ``features`` ``"on"``, or ``"auto"`` and images, a classifier on the images' learned code
     (:class:`~genrefine.weights.feature_classifier.FeatureRatioClassifier`, which takes no cell
-    calibration); else an MLP for tabular rows, a CNN on the pixels of images."""
+    calibration); else an MLP for tabular rows, a CNN on the pixels of images. ``members`` K > 1:
+    K of them, seeds ``seed .. seed + K - 1``, their logits averaged
+    (:class:`~genrefine.weights.ensemble.RatioEnsemble`)."""
     setting = c.get("features", "off")
     if setting not in ("on", "off", "auto"):
         raise ValueError(f"classifier.features must be on, off or auto, got {setting!r}")
+    members = c.get("members", 1)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"classifier.members must be an integer >= 1, got {members!r}")
     images = len(tuple(data_shape)) == 3
     if setting == "on" and not images:
         raise ValueError(f"classifier.features=on needs images (C, H, W), got rows of shape {tuple(data_shape)}")
     if setting == "on" or (setting == "auto" and images):
-        return FeatureRatioClassifier(data_shape, **{k: c[k] for k in FEATURE_SETTINGS if k in c})
-    return make_classifier(data_shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c})
+        one = FeatureRatioClassifier(data_shape, **{k: c[k] for k in FEATURE_SETTINGS if k in c})
+    else:
+        one = make_classifier(data_shape, **{k: c[k] for k in CLASSIFIER_SETTINGS if k in c})
+    if members == 1:
+        return one
+    return RatioEnsemble(classifier_kind(one), one.config(), members,
+                         **{k: c[k] for k in ("val_fraction", "patience", "seed") if k in c})
 
 
 def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
@@ -127,7 +138,7 @@ def fit_dctr_classifier(ctx, gen: Generator, tag: str = "") -> ClassifierFit:
     z_tr, x_tr = gen.sample_with_latents(n_gen)
     shape = getattr(ctx.base, "data_shape", None) or (ctx.x_train.shape[1],)
     clf = build_classifier(c, shape).to(ctx.device)
-    cells = 0 if isinstance(clf, FeatureRatioClassifier) else int(c.get("calibrate_cells", 0))
+    cells = int(c.get("calibrate_cells", 0)) if clf.takes_cells else 0
     candidates, rule = tempering_candidates(c.get("temper", "off"), shape)
     # chosen once, for the base's classifier: only the latent samplers of the base's weights use it
     powers = SHARPEN_POWERS if c.get("sharpen") == "auto" and not gen.stochastic and not tag else ()

@@ -140,6 +140,7 @@ class RatioClassifier(nn.Module):
     """
 
     eval_batch = 100_000  # rows per forward pass when no gradient is needed
+    takes_cells = True  # whether fit(calibrate_cells=K) applies
 
     def __init__(self, data_shape, val_fraction: float = 0.1, patience: int = 10, seed: int = 0,
                  cells: int = 0) -> None:

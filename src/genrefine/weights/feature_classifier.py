@@ -41,6 +41,7 @@ class FeatureRatioClassifier(RatioClassifier):
     """
 
     eval_batch = 4096  # rows of 28 x 28 images per encoder pass without gradients
+    takes_cells = False
 
     def __init__(self, data_shape, features: int = 16, width: int = 16, hidden: int = 64, layers: int = 3,
                  ae_epochs: int = 5, val_fraction: float = 0.1, patience: int = 10, seed: int = 0,
