@@ -88,7 +88,7 @@ def samplers(run: str, user_model=None, max_per_image: int = MAX_PROPOSALS_PER_I
     target = latent_target(base, clf)
     if sharpen == "auto":  # the power the run chose on held-out rows (classifier.sharpen=auto)
         power = float(clf.sharpen_power)
-        sharpen = None if power == 1.0 else (power, SHARPEN_QUANTILE)
+        sharpen = None if power == 1.0 and not bool(clf.sharpen_capped) else (power, SHARPEN_QUANTILE)
     target = practical_bound(target) if sharpen is None else sharpened(target, *sharpen)
 
     def weighted(n):

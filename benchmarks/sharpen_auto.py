@@ -70,7 +70,7 @@ def refine(model: str, zoo: str, out: str, seed: int, settings: dict) -> tuple[d
     chosen = (diag.get("classifier") or {}).get("sharpening") or {}
     return {"refine_seconds": time.perf_counter() - t0, "power": chosen.get("power"),
             "held_out": {k: chosen.get(k) for k in ("scores", "unweighted", "skipped",
-                                                    "eligible")},
+                                                    "eligible", "capped")},
             "run_failed": res.metrics["failed"]}, module
 
 

@@ -115,10 +115,10 @@ def test_classifier_fit_chooses_saves_and_loads_the_power(tmp_path):
     meta, state = read_checkpoint(str(tmp_path / "c"))
     back = DensityRatioClassifier(**meta["config"])
     back.load_state_dict(state)
-    assert float(back.sharpen_power) == rec["power"]
+    assert float(back.sharpen_power) == rec["power"] and float(back.sharpen_capped) == float(rec["capped"])
     older = DensityRatioClassifier(**meta["config"])  # saved before sharpening existed: none
-    older.load_state_dict({k: v for k, v in state.items() if k != "sharpen_power"})
-    assert float(older.sharpen_power) == 1.0
+    older.load_state_dict({k: v for k, v in state.items() if k not in ("sharpen_power", "sharpen_capped")})
+    assert float(older.sharpen_power) == 1.0 and float(older.sharpen_capped) == 0.0
 
 
 def test_run_with_sharpen_auto_samples_the_chosen_power():
@@ -145,3 +145,21 @@ def test_run_with_sharpen_auto_samples_the_chosen_power():
     assert apply_settings(cfg, {"classifier": {"sharpen": "auto"}})["classifier"]["sharpen"] == "auto"
     with pytest.raises(ValueError, match="or auto"):
         apply_settings(cfg, {"classifier": {"sharpen": 0.5}})
+
+
+def test_weights_too_concentrated_to_measure_are_capped_first():
+    """Ten generated rows with weights e^12 times the rest (an extrapolating classifier) leave the
+    fitted weights about ten effective rows: they cannot compete, so every candidate, p = 1
+    included, is of the weights capped at their 99th percentile, which keep hundreds. Without
+    the spikes nothing is capped."""
+    t, s, lw = _core_and_halo(1500, 2)
+    spiked = lw.clone()
+    spiked[torch.randperm(len(lw), generator=torch.Generator().manual_seed(3))[:10]] += 12.0
+    fitted = torch.softmax(spiked.double(), 0)
+    assert 1.0 / float((fitted ** 2).sum()) < 20
+    rec = select_sharpening(spiked, t, s)
+    assert rec["capped"] is True
+    assert rec["scores"]["1.0"]["ess_fraction"] * len(s) > 300
+    assert torch.allclose(sharpened_log_weights(spiked, 1.0, capped=True).exp().max(),
+                          torch.quantile(spiked.double(), 0.99).exp())
+    assert select_sharpening(lw, t, s)["capped"] is False

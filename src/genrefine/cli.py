@@ -271,6 +271,10 @@ def _sharpening_line(rec) -> list[str]:
         return [f"weights not sharpened: {rec['skipped']} (classifier.sharpen=auto)"]
     p, scores = float(rec["power"]), rec.get("scores") or {}
     chosen, plain = scores.get(str(p)) or {}, scores.get("1.0") or {}
+    if rec.get("capped") and p == 1.0:
+        return [f"latent samplers' weights capped at min(w, c), c their {float(rec.get('quantile', 0.99)):g} quantile: as "
+                "fitted they kept too few effective rows to use, and no power above 1 raised the held-out precision "
+                "(classifier.sharpen=auto)"]
     if p == 1.0 or "precision" not in chosen or "precision" not in plain:
         return ["weights not sharpened: no power above 1 raised the held-out precision and kept the recall "
                 "(classifier.sharpen=auto)"]

@@ -210,11 +210,12 @@ class RunContext:
             return target
         chosen = power == "auto"  # the classifier chose it on held-out rows
         power = float(clf.sharpen_power) if chosen else float(power)
-        if power == 1.0:
+        capped = chosen and bool(clf.sharpen_capped)  # the fitted weights were too concentrated
+        if power == 1.0 and not capped:
             return practical_bound(target)
         cap = sharpen_log_cap(target, quantile)
         self.diagnostics["sharpen"] = {"power": power, "quantile": quantile, "log_cap": cap,
-                                       "chosen_on_held_out_rows": chosen}
+                                       "chosen_on_held_out_rows": chosen, "capped": capped}
         return sharpened(target, power, log_cap=cap)  # bounded by 1, exactly
 
     def x_val(self):

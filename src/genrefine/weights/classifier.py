@@ -169,12 +169,15 @@ class RatioClassifier(nn.Module):
         self.register_buffer("temper_log_norm", torch.zeros(()))
         # the sharpening power chosen on held-out rows (fit(sharpen=...)); the samplers apply it
         self.register_buffer("sharpen_power", torch.ones(()))
+        # 1: the chosen power applies to the capped weights even at 1 (the fitted ones were too
+        # concentrated to compete, weights/sharpening.py)
+        self.register_buffer("sharpen_capped", torch.zeros(()))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # classifiers saved before tempering or sharpening existed hold neither buffer: none
-        for name in ("temper_beta", "temper_log_norm", "sharpen_power"):
+        for name in ("temper_beta", "temper_log_norm", "sharpen_power", "sharpen_capped"):
             default = getattr(self, name)
-            state_dict.setdefault(prefix + name, torch.zeros_like(default) if name == "temper_log_norm"
+            state_dict.setdefault(prefix + name, torch.zeros_like(default) if name in ("temper_log_norm", "sharpen_capped")
                                   else torch.ones_like(default))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -251,6 +254,7 @@ class RatioClassifier(nn.Module):
         self.temper_beta.fill_(1.0)
         self.temper_log_norm.zero_()
         self.sharpen_power.fill_(1.0)
+        self.sharpen_capped.zero_()
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
                           stratified_split(len(xd), len(xg), self.val_fraction, self.seed, paired))
         x = torch.cat([xd[td], xg[tg]])
@@ -325,6 +329,7 @@ class RatioClassifier(nn.Module):
         finite = torch.isfinite(lw)  # scored on the rows themselves, never a feature code
         rec = select_sharpening(lw[finite], xd, xg[finite], powers, quantile, self.seed)
         self.sharpen_power.fill_(rec["power"])
+        self.sharpen_capped.fill_(float(rec.get("capped", False)))
         return rec
 
     def _scored_rows(self, xd: Tensor, xg: Tensor) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,10 @@ A candidate competes when
   precision, not with recall);
 - it keeps an effective sample of :data:`MIN_ESS_ROWS` rows.
 
+When the weights as fitted keep fewer than :data:`MIN_ESS_ROWS` effective rows themselves (an
+ensemble's untempered image weights can), they cannot be measured, let alone sampled: every
+candidate, ``p = 1`` included, is then of the capped weights ``min(w, c)^p`` (``"capped"``).
+
 Kept: the mildest competitor whose precision is within one paired standard error of the best
 one's (the one-standard-error rule: a sharper power must earn its distortion).
 
@@ -59,10 +63,10 @@ K = 3
 MIN_DATA_ROWS = 50
 
 
-def sharpened_log_weights(log_w: Tensor, power: float, quantile: float = QUANTILE) -> Tensor:
-    """``power * min(log w, log c)``, ``log c`` the ``quantile`` of ``log_w`` (power 1: ``log_w``
-    itself, as the sampler takes the weights as fitted)."""
-    if power == 1.0:
+def sharpened_log_weights(log_w: Tensor, power: float, quantile: float = QUANTILE, capped: bool = False) -> Tensor:
+    """``power * min(log w, log c)``, ``log c`` the ``quantile`` of ``log_w`` (power 1 and not
+    ``capped``: ``log_w`` itself, as the sampler takes the weights as fitted)."""
+    if power == 1.0 and not capped:
         return log_w
     cap = torch.quantile(log_w[:1_000_000].double(), quantile) if quantile < 1 else log_w.max()
     return power * torch.minimum(log_w.double(), cap)
@@ -87,7 +91,9 @@ def select_sharpening(log_w_gen: Tensor, f_data: Tensor, f_gen: Tensor, powers=P
     lw = log_w_gen[rg.to(log_w_gen.device)].double().cpu()
     covered, rng = coverage(t, s, K).astype(np.float64), np.random.default_rng(seed)
     recalled = _recall_balls(t, s, rng)
-    weights = {p: torch.softmax(sharpened_log_weights(lw, p, quantile), 0).numpy() for p in powers}
+    fitted = torch.softmax(lw, 0)
+    capped = float(1.0 / (fitted * fitted).sum()) < MIN_ESS_ROWS  # the fitted weights cannot compete
+    weights = {p: torch.softmax(sharpened_log_weights(lw, p, quantile, capped), 0).numpy() for p in powers}
     base = _scores(np.full(len(s), 1.0 / len(s)), covered, recalled, rng)
     scores = {p: _scores(w, covered, recalled, rng) for p, w in weights.items()}
     for p in powers:  # the paired standard error of each power's precision gain over p = 1
@@ -99,7 +105,7 @@ def select_sharpening(log_w_gen: Tensor, f_data: Tensor, f_gen: Tensor, powers=P
         and scores[p]["precision"] - scores[1.0]["precision"] > 2 * scores[p]["gain_error"])]
     best = one_standard_error({p: scores[p]["precision"] for p in eligible},
                               lambda p, q: _gain_error(weights[p], weights[q], covered))
-    return {"power": best, "quantile": quantile, "unweighted": base,
+    return {"power": best, "quantile": quantile, "capped": capped, "unweighted": base,
             "scores": {str(p): v for p, v in scores.items()}, "eligible": [str(p) for p in eligible],
             "data_rows": len(t), "generated_rows": len(s)}
 
