@@ -36,7 +36,9 @@ def test_ensemble_weights_are_the_mean_logit_and_match_a_known_ratio():
         assert (logits[0] - logits[1]).abs().mean() > 1e-3  # the members are different fits
         assert (ens.log_weight(t) - _true_log_weight(t)).abs().mean() < 0.08
     assert [m.seed for m in ens.members] == [0, 1, 2]
-    assert ens.diagnostics_["on"] == "held-out" and abs(ens.diagnostics_["mean_weight"] - 1) < 0.1
+    d = ens.diagnostics_
+    assert d["on"] == "held-out" and abs(d["mean_weight"] - 1) < 0.1
+    assert d["members"] == 3 and len(d["member_best_epochs"]) == 3 and d["best_epoch"] == max(d["member_best_epochs"])
 
 
 def test_a_saved_ensemble_loads_with_the_same_weights(tmp_path):

@@ -68,6 +68,12 @@ class RatioEnsemble(RatioClassifier):
         return {"member_kind": self.member_kind, "member": self.member, "members": len(self.members),
                 "cells": len(self.cell_log_factors)}
 
+    def fit(self, *args, **kwargs) -> "RatioEnsemble":
+        """:meth:`RatioClassifier.fit`; ``diagnostics_`` adds ``members`` and each one's best epoch."""
+        super().fit(*args, **kwargs)
+        self.diagnostics_ = {**self.diagnostics_, "members": len(self.members), "member_best_epochs": self.best_epochs_}
+        return self
+
     def logit(self, x: Tensor) -> Tensor:
         return torch.stack([m.logit(x) for m in self.members]).mean(0)
 
@@ -95,5 +101,6 @@ class RatioEnsemble(RatioClassifier):
             b, h = m._train(x, y, xv, yv, epochs, batch_size, lr, gamma, weight_decay, progress, path, sw, swv)
             best.append(b)
             history += [{**r, "member": k} for r in h]
+        self.best_epochs_ = best
         known = [b for b in best if b is not None]
         return (max(known) if known else None), history
