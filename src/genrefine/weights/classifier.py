@@ -250,11 +250,7 @@ class RatioClassifier(nn.Module):
             raise ValueError("classifier: cell calibration, tempering and sharpening take unweighted classes")
         wd = _class_weight(data_weight, len(xd), "data_weight", xd.device)
         wg = _class_weight(generated_weight, len(xg), "generated_weight", xd.device)
-        self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]  # fit anew
-        self.temper_beta.fill_(1.0)
-        self.temper_log_norm.zero_()
-        self.sharpen_power.fill_(1.0)
-        self.sharpen_capped.zero_()
+        self._forget_choices()
         td, vd, tg, vg = (torch.as_tensor(i, device=xd.device) for i in
                           stratified_split(len(xd), len(xg), self.val_fraction, self.seed, paired))
         x = torch.cat([xd[td], xg[tg]])
@@ -298,6 +294,14 @@ class RatioClassifier(nn.Module):
             warnings.warn(f"classifier weights are degenerate on {rec.on} rows: {rec.reason}; "
                           f"samples drawn with them will not follow the data", DegenerateWeightsWarning, stacklevel=2)
         return self
+
+    def _forget_choices(self) -> None:
+        """Before a fit: no calibration cells, tempering or sharpening (each is chosen anew)."""
+        self.cell_centres, self.cell_log_factors = self.cell_centres[:0], self.cell_log_factors[:0]
+        self.temper_beta.fill_(1.0)
+        self.temper_log_norm.zero_()
+        self.sharpen_power.fill_(1.0)
+        self.sharpen_capped.zero_()
 
     @torch.no_grad()
     def _temper(self, xd: Tensor, xg, candidates, rule: str) -> dict | None:
