@@ -9,7 +9,6 @@ import json
 import os
 
 import numpy as np
-import torch
 
 from genrefine.checkpoint import atomic_save_npy, atomic_write_text, jsonable, save_generator, save_module
 from genrefine.experiments.result import RefinementResult
