@@ -62,6 +62,16 @@ def test_a_saved_ensemble_loads_with_the_same_weights(tmp_path):
     assert isinstance(load_classifier(str(tmp_path / "single")), DensityRatioClassifier)
 
 
+def test_an_ensemble_of_image_code_classifiers_refuses_cell_calibration():
+    """As each of its members would: the cells would lie in pixel space."""
+    from genrefine.weights.feature_classifier import FeatureRatioClassifier
+
+    ens = RatioEnsemble("feature_classifier", FeatureRatioClassifier((1, 28, 28)).config(), members=2)
+    assert not ens.takes_cells
+    with pytest.raises(ValueError, match="no cell calibration"):
+        ens.fit(torch.rand(20, 784), torch.rand(20, 784), calibrate_cells=4, progress=False)
+
+
 def test_members_through_the_front_door_and_refused_when_not_a_count(tmp_path):
     """``classifier.members=2`` builds the run's weights from an ensemble (saved as one); 0, 1.5
     or a word is refused before anything is trained or written."""

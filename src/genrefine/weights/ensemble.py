@@ -70,6 +70,8 @@ class RatioEnsemble(RatioClassifier):
 
     def fit(self, *args, **kwargs) -> "RatioEnsemble":
         """:meth:`RatioClassifier.fit`; ``diagnostics_`` adds ``members`` and each one's best epoch."""
+        if kwargs.get("calibrate_cells") and not self.takes_cells:
+            raise ValueError(f"an ensemble of {self.member_kind} members takes no cell calibration (calibrate_cells = 0)")
         super().fit(*args, **kwargs)
         self.diagnostics_ = {**self.diagnostics_, "members": len(self.members), "member_best_epochs": self.best_epochs_}
         return self
