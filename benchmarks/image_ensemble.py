@@ -26,11 +26,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import image_bar as ib  # noqa: E402
+import image_sharpen  # noqa: E402
 
 import genrefine.weights.classifier as classifier_module  # noqa: E402
 from genrefine.checkpoint import atomic_write_text  # noqa: E402
-from genrefine.metrics import frechet_distance  # noqa: E402
-from genrefine.metrics.suite import weighted_precision_recall  # noqa: E402
 from genrefine.weights.feature_classifier import FeatureRatioClassifier  # noqa: E402
 
 EXPONENTS = (0.5, 1.0, 1.5, 2.0)
@@ -55,18 +54,12 @@ def pool_log_weights(base, x_train, pool_x, members: int, shared: bool) -> list:
     return out
 
 
-def resampled_scores(score, e, pool_x, net, truth, repeats: int, seed: int) -> dict:
-    """Precision, recall (%, k = 3) and Frechet distance of 1000 rows drawn ``∝ min(s, c)^e``."""
+def capped_scores(score, e, pool_x, net, truth, repeats: int, seed: int) -> dict:
+    """:func:`image_sharpen.resampled_scores` of the pool drawn ``∝ min(s, c)^e``, ``c`` the 99th percentile."""
     capped = torch.minimum(score, torch.quantile(score.float(), 0.99).double())
     p = torch.softmax(e * capped, 0).float()
-    rng, rows = np.random.default_rng(seed), []
-    for _ in range(repeats):
-        t = truth[rng.choice(len(truth), 1000, replace=False)]
-        s = net.features(pool_x[torch.multinomial(p, 1000, replacement=True)].numpy())
-        pr, rc = weighted_precision_recall(t, s, None, rng, 3)
-        rows.append([100 * pr, 100 * rc, frechet_distance(t, s)])
-    m = np.mean(rows, 0)
-    return {"precision": m[0], "recall": m[1], "frechet": m[2], "ess": float(1 / (p.double() ** 2).sum())}
+    return image_sharpen.resampled_scores(lambda idx: pool_x[idx].numpy(), p, net, truth, repeats,
+                                          np.random.default_rng(seed))
 
 
 def main(argv=None) -> int:
@@ -89,8 +82,8 @@ def main(argv=None) -> int:
         pool_x = torch.cat([base.generate(c) for c in torch.randn(args.pool, base.latent_dim).split(5000)])
     lws = pool_log_weights(base, x_train, pool_x, args.members, not args.own_splits)
     settings = {"single0": lws[0], "single1": lws[1], f"mean{args.members}": torch.stack(lws).mean(0)}
-    rows = [{"weights": "base", "exponent": 0.0, **resampled_scores(lws[0], 0.0, pool_x, net, truth, args.repeats, 1)}]
-    rows += [{"weights": name, "exponent": e, **resampled_scores(s, e, pool_x, net, truth, args.repeats, 1)}
+    rows = [{"weights": "base", "exponent": 0.0, **capped_scores(lws[0], 0.0, pool_x, net, truth, args.repeats, 1)}]
+    rows += [{"weights": name, "exponent": e, **capped_scores(s, e, pool_x, net, truth, args.repeats, 1)}
              for name, s in settings.items() for e in EXPONENTS]
     for r in rows:
         print(json.dumps(r, default=float), flush=True)

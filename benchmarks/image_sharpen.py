@@ -52,17 +52,24 @@ def pool_scores(run: str, n: int, chunk: int = 5000) -> tuple:
     return base, z, torch.cat(log_w), (crit - crit.mean()) / crit.std().clamp_min(1e-12)
 
 
-def evaluate(base, z, score, beta, net, truth, repeats, rng) -> dict:
-    p = torch.softmax(beta * score, 0).float()
+def resampled_scores(images, p: torch.Tensor, net, truth, repeats: int, rng) -> dict:
+    """Mean precision, recall (%, k = 3) and Frechet distance of ``repeats`` draws of 1000 pool
+    rows with probabilities ``p`` (``images(idx)``: those rows as images), each against 1000
+    truth rows, and the effective sample of ``p``."""
     rows = []
     for _ in range(repeats):
         t = truth[rng.choice(len(truth), 1000, replace=False)]
         idx = torch.multinomial(p, 1000, replacement=True)
-        s = net.features(base.generate(z[idx]).numpy())
+        s = net.features(images(idx))
         prec, rec = weighted_precision_recall(t, s, None, rng, 3)
         rows.append([100 * prec, 100 * rec, frechet_distance(t, s)])
     m = np.mean(rows, 0)
     return {"precision": m[0], "recall": m[1], "frechet": m[2], "ess": float(1.0 / (p.double() ** 2).sum())}
+
+
+def evaluate(base, z, score, beta, net, truth, repeats, rng) -> dict:
+    p = torch.softmax(beta * score, 0).float()
+    return resampled_scores(lambda idx: base.generate(z[idx]).numpy(), p, net, truth, repeats, rng)
 
 
 def main(argv=None) -> int:
