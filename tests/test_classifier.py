@@ -156,3 +156,28 @@ def test_make_classifier_picks_the_family_by_shape():
         make_classifier((2,), widths=3)
     with pytest.raises(ValueError, match="data_shape"):
         make_classifier((0, 3))
+
+
+def test_a_resumed_fit_stops_and_restores_as_an_uninterrupted_one(tmp_path):
+    # the overfitting pair above: its best epoch comes early, so a fit cut off after a later
+    # checkpoint must still end on that best epoch's weights, at the same stopping epoch
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(300, 2)), rng.normal(size=(300, 2))
+
+    def fit(epochs, checkpoint=None):
+        torch.manual_seed(0)
+        return DensityRatioClassifier(2, hidden=128, layers=4, patience=15).fit(
+            a, b, epochs=epochs, batch_size=30, lr=1e-2, progress=False, checkpoint=checkpoint)
+
+    whole = fit(300)
+    best, run = whole.diagnostics_["best_epoch"], whole.diagnostics_["epochs_run"]
+    cut = 10 * (best // 10 + 1)  # a checkpoint epoch after the best one, before the stop (patience 15 > 10)
+    assert best < cut < run, (best, run)
+    ckpt = str(tmp_path / "clf")
+    fit(cut, ckpt)
+    probe = torch.as_tensor(rng.normal(size=(50, 2)), dtype=torch.float32)
+    for _ in range(2):  # resumed mid-way, then resumed once more after it had stopped
+        resumed = fit(300, ckpt)
+        assert resumed.diagnostics_["best_epoch"] == best
+        assert resumed.diagnostics_["epochs_run"] == run == len(resumed.history_)
+        assert torch.allclose(resumed.log_weight(probe), whole.log_weight(probe), atol=1e-6)

@@ -35,8 +35,8 @@ data density.
 
 from __future__ import annotations
 
+import copy
 import math
-import time
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -49,7 +49,7 @@ from genrefine.generators.base import Generator
 from genrefine.metrics.c2st import roc_auc
 from genrefine.nn import mlp
 from genrefine.samplers.base import LatentTarget
-from genrefine.training import positive_rate, train_loop
+from genrefine.training import STOP, positive_rate, train_loop
 from genrefine.weights.calibration import KMeansCells, cell_count, cell_factors, uncovered_share
 from genrefine.weights.sharpening import QUANTILE as SHARPEN_QUANTILE
 from genrefine.weights.sharpening import select_sharpening
@@ -73,8 +73,31 @@ class DegenerateWeightsWarning(UserWarning):
     """The classifier's weights cannot be trusted (see the module docstring for the rule)."""
 
 
-class _EarlyStop(Exception):
-    """Raised from the epoch callback to leave :func:`train_loop` when patience runs out."""
+class _BestEpoch(nn.Module):
+    """Early stopping's state as a module, so that a training checkpoint holds it: the best
+    held-out BCE so far, its epoch (0: none yet), the epochs since, and a copy of the net's
+    weights at that epoch."""
+
+    def __init__(self, net: nn.Module, patience: int) -> None:
+        super().__init__()
+        self.patience = int(patience)
+        self.net = copy.deepcopy(net).requires_grad_(False)
+        self.register_buffer("loss", torch.tensor(torch.finfo(torch.float32).max))
+        self.register_buffer("epoch", torch.tensor(0))
+        self.register_buffer("since", torch.tensor(0))
+
+    @torch.no_grad()
+    def update(self, loss: float, epoch: int, net: nn.Module) -> bool:
+        """Record ``epoch``'s held-out ``loss`` (keeping ``net``'s weights if it is the best);
+        returns whether patience has run out."""
+        if loss < float(self.loss):
+            self.loss.fill_(loss)
+            self.epoch.fill_(epoch)
+            self.since.zero_()
+            self.net.load_state_dict(net.state_dict())
+            return False
+        self.since += 1
+        return int(self.since) >= self.patience
 
 
 @dataclass(frozen=True)
@@ -365,12 +388,12 @@ class RatioClassifier(nn.Module):
                sw=None, swv=None):
         """Adam on BCE (weighted by ``sw`` per row when given) through :func:`train_loop`; with
         held-out rows, early stopping on their BCE (weighted by ``swv``) and the best epoch's
-        weights restored. Returns ``(best_epoch, history)``."""
+        weights restored. The early stopping's state travels in the checkpoint, so a resumed
+        fit stops and restores as an uninterrupted one. Returns ``(best_epoch, history)``."""
         opt = torch.optim.Adam(self.net.parameters(), lr=lr, weight_decay=weight_decay)
         bce = nn.BCEWithLogitsLoss()
-        run = {"sum": 0.0, "batches": 0, "t0": time.perf_counter(), "best": math.inf,
-               "best_epoch": None, "state": None, "since": 0}
-        records: list[dict] = []
+        held_out = len(xv) > 0
+        best = _BestEpoch(self.net, self.patience) if held_out else None
 
         def step(xb: Tensor, yb: Tensor, wb: Tensor | None = None) -> dict:
             loss = bce(self.logit(xb), yb) if wb is None else (
@@ -378,40 +401,24 @@ class RatioClassifier(nn.Module):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            v = loss.item()  # train_loop refuses a non-finite epoch mean
-            run["sum"] += v
-            run["batches"] += 1
-            return {"bce": v}
+            return {"bce": loss.item()}  # train_loop refuses a non-finite epoch mean
 
-        def watch(epoch: int) -> None:
+        def watch(epoch: int) -> dict:
             val = float(F.binary_cross_entropy_with_logits(self._logits(xv), yv, weight=swv)  # one batched pass
                         * (1.0 if swv is None else len(swv) / float(swv.sum())))
             if not math.isfinite(val):
                 raise ValueError(f"classifier: the held-out loss became {val} in epoch {epoch + 1}; lower lr (now {lr:g})")
-            now = time.perf_counter()
-            records.append({"bce": run["sum"] / max(run["batches"], 1), "val_bce": val, "epoch": epoch + 1,
-                            "seconds": now - run["t0"]})
-            run.update(sum=0.0, batches=0, t0=now)
-            if val < run["best"]:
-                run.update(best=val, best_epoch=epoch + 1, since=0,
-                           state={k: t.detach().clone() for k, t in self.net.state_dict().items()})
-            else:
-                run["since"] += 1
-                if run["since"] >= self.patience:
-                    raise _EarlyStop
+            return {"val_bce": val, **({STOP: True} if best.update(val, epoch + 1, self.net) else {})}
 
-        held_out = len(xv) > 0
-        try:
-            history = train_loop(step, (x, y) if sw is None else (x, y, sw), {"classifier": self}, {"adam": opt}, epochs, batch_size, gamma,
-                                 desc="classifier", progress=progress, checkpoint=checkpoint,
-                                 on_epoch_end=watch if held_out else None)
-        except _EarlyStop:
-            history = records
+        modules = {"classifier": self, **({"early_stopping": best} if held_out else {})}
+        history = train_loop(step, (x, y) if sw is None else (x, y, sw), modules, {"adam": opt}, epochs, batch_size,
+                             gamma, desc="classifier", progress=progress, checkpoint=checkpoint,
+                             on_epoch_end=watch if held_out else None)
         if not held_out:
             return (history[-1]["epoch"] if history else None), history
-        if run["state"] is not None:
-            self.net.load_state_dict(run["state"])
-        return run["best_epoch"], records
+        if int(best.epoch) > 0:
+            self.net.load_state_dict(best.net.state_dict())
+        return (int(best.epoch) or None), history
 
     @torch.no_grad()
     def diagnose(self, data, generated, on: str = "given", best_epoch: int | None = None,
