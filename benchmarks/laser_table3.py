@@ -115,7 +115,7 @@ def main() -> int:
 
 
 def render(doc: dict) -> str:
-    lines = [f"# LaSeR Table 3, reproduced (quick preset)\n", f"Command: `{doc['command']}` (seed {doc['seed']}, one torch thread on a 2-core machine, with a second benchmark process on the other core).\n",
+    lines = ["# LaSeR Table 3, reproduced (quick preset)\n", f"Command: `{doc['command']}` (seed {doc['seed']}, one torch thread on a 2-core machine, with a second benchmark process on the other core).\n",
              "Scores in the paper's convention (100x100 `density=True` histograms, ground distance / its maximum); "
              "our samples have 200,000 points where the paper used 2M, so our truth floor (the error in parentheses, "
              "an independent truth sample scored the same way) is higher than the paper's.\n"]

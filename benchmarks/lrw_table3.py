@@ -31,7 +31,6 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 from genrefine.checkpoint import atomic_write_text
 from genrefine.data import load_array, read_idx

@@ -5,7 +5,7 @@ docs/omnifold/unseen.json.
 
     python benchmarks/omnifold_unseen.py
 """
-import sys, time, json, numpy as np, torch, warnings
+import time, json, numpy as np, torch, warnings
 import genrefine
 from genrefine.generators.adapters import as_generator
 torch.set_num_threads(1)

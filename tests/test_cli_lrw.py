@@ -3,7 +3,6 @@
 documented layout, the paper's metrics and the inference-cost table."""
 
 import json
-import os
 import sys
 
 import numpy as np

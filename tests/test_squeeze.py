@@ -11,7 +11,6 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 from genrefine.nn import mlp, mlp_bounds
-from genrefine.samplers.base import LatentTarget
 from genrefine.samplers import rejection
 from genrefine.samplers.rejection import LatentRejectionSampler
 from genrefine.samplers.squeeze import GridEnvelope

@@ -121,7 +121,6 @@ def test_distillation_stops_early_and_keeps_its_best_epoch():
     once they stop improving, keeps the best epoch's weights (its recorded held-out error is the
     final net's), and still follows the teacher as closely as a fit that runs every epoch."""
     from genrefine.weights.latent_importance.distillation import distil
-    from genrefine.weights.transport import _held_out_error
 
     gen = Identity(2, 2).freeze()
     out = {}

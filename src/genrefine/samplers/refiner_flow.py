@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 import zuko
-from torch import Tensor, nn
+from torch import Tensor
 
 from genrefine.generators.base import Generator, register_family
 from genrefine.training import train_loop

@@ -17,7 +17,6 @@ minimising the class-balanced BCE on the held-out rows, folded into the critic's
 from __future__ import annotations
 
 import copy
-import math
 
 import numpy as np
 import torch
