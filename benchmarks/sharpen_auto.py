@@ -17,7 +17,9 @@ features of a classifier trained on the labelled training images, 10 paired eval
 ``docs/image_bar_runs/sharpen_auto.json`` (with the power each run chose and its held-out
 scores) and ``docs/image_bar_runs/sharpen_auto.md``; with ``--members K`` (K > 1) the classifier is
 an ensemble of K (``--set classifier.members=K``), the runs go to ``runs/sharpen_auto_membersK`` and
-the files are ``sharpen_auto_membersK.{json,md}``.
+the files are ``sharpen_auto_membersK.{json,md}``. ``--classifier-seed S`` sets ``classifier.seed``
+(the members' seeds are then ``S .. S+K-1``): other classifiers on the same split, generated rows
+and evaluation, to see how much a result owes to one draw of the classifiers (tag ``_cseedS``).
 """
 
 from __future__ import annotations
@@ -78,16 +80,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--zoo", default=os.path.join("runs", "zoo"))
-    ap.add_argument("--runs", default=None, help="default runs/sharpen_auto[_membersK]")
+    ap.add_argument("--runs", default=None, help="default runs/sharpen_auto[_membersK][_cseedS]")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--eval-n", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-proposals-per-image", type=int, default=1000)
     ap.add_argument("--docs", default=os.path.join(ROOT, "docs", "image_bar_runs"))
     ap.add_argument("--members", type=int, default=1, help="classifiers in the ensemble (classifier.members)")
+    ap.add_argument("--classifier-seed", type=int, default=None,
+                    help="classifier.seed: other classifiers on the same split, generated rows and evaluation")
     args = ap.parse_args(argv)
-    tag = f"_members{args.members}" if args.members > 1 else ""
-    settings = {"classifier": {**SETTINGS["classifier"], **({"members": args.members} if tag else {})}}
+    tag = (f"_members{args.members}" if args.members > 1 else "") + (
+        f"_cseed{args.classifier_seed}" if args.classifier_seed is not None else "")
+    settings = {"classifier": {**SETTINGS["classifier"], **({"members": args.members} if args.members > 1 else {}),
+                               **({"seed": args.classifier_seed} if args.classifier_seed is not None else {})}}
     runs = args.runs or os.path.join("runs", "sharpen_auto" + tag)
     models = args.models.split(",")
     if unknown := [m for m in models if m not in MODELS]:
@@ -109,7 +115,8 @@ def main(argv=None) -> int:
         doc["families"][model] = {**res, **record, "eval_seconds": time.perf_counter() - t0}
         atomic_write_text(path, json.dumps(doc, indent=2, default=float))
         atomic_write_text(os.path.join(args.docs, f"sharpen_auto{tag}.md"), image_bar.render(
-            doc, "Issue 23's bar with classifier.sharpen=auto" + (f" and {args.members} classifiers" if tag else "")
+            doc, "Issue 23's bar with classifier.sharpen=auto" + (f" and {args.members} classifiers" if args.members > 1 else "")
+            + (f", classifier seed {args.classifier_seed}" if args.classifier_seed is not None else "")
             + ", one command for all"))
         print(model, record["power"], json.dumps({m: r.get("meets_bar") for m, r in res["methods"].items()}),
               res["failed"], flush=True)

@@ -89,3 +89,18 @@ def test_members_through_the_front_door_and_refused_when_not_a_count(tmp_path):
             genrefine.compare(lambda z: z, data, ["rejection"], latent_dim=2, progress=False,
                               settings={"classifier": {"members": bad}}, out=str(tmp_path / "bad"))
         assert not (tmp_path / "bad").exists()
+
+
+def test_classifier_seed_is_a_setting_that_reaches_every_member():
+    """``classifier.seed`` (apart from the run's seed) seeds the ensemble's split and its members
+    ``seed .. seed + K - 1``; a negative or fractional seed is refused before any training."""
+    from genrefine.experiments.config import build_config
+    from genrefine.methods.estimators import build_classifier
+
+    cfg = build_config("quick", None, "realnvp", settings={"classifier": {"seed": 4, "members": 3}})
+    clf = build_classifier(cfg["classifier"], (2,))
+    assert clf.seed == 4 and [m.seed for m in clf.members] == [4, 5, 6]
+    assert build_classifier(build_config("quick", None, "realnvp")["classifier"], (2,)).seed == 0
+    for bad in (-1, 2.5):
+        with pytest.raises(ValueError, match="classifier.seed"):
+            build_config("quick", None, "realnvp", settings={"classifier": {"seed": bad}})

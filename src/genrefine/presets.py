@@ -70,6 +70,9 @@ PRESETS: dict[str, dict] = {
                        # members K > 1: K classifiers (seeds seed..seed+K-1) on the same split,
                        # their logits averaged (weights/ensemble.py): steadier weights for images
                        "members": 1,
+                       # seed: the classifier's own draws (held-out split, the rows the tempering
+                       # and sharpening are chosen on, members' seeds), apart from the run's --seed
+                       "seed": 0,
                        # sharpen p > 1: the samplers of the DCTR latent target draw from
                        # p(z) min(w, c)^p, c the weights' sharpen_quantile (samplers/rejection.py
                        # sharpened): precision first, for images; 1 keeps the data's density;
@@ -135,7 +138,7 @@ PRESETS: dict[str, dict] = {
         "base": {"transforms": 12, "hidden": [48, 48, 48], "epochs": 100, "batch_size": 2000, "lr": 1e-3,
                  "weight_decay": 1e-5, "gamma": 0.999},
         "classifier": {"hidden": 96, "layers": 8, "epochs": 50, "batch_size": 2000, "lr": 1e-3, "gamma": 0.999,
-                       "calibrate_cells": 40, "temper": "auto", "features": "auto", "members": 1,
+                       "calibrate_cells": 40, "temper": "auto", "features": "auto", "members": 1, "seed": 0,
                        "sharpen": 1.0, "sharpen_quantile": 0.99},
         "hmc": {"paper": True},
         "laser": {"aux_dim": None, "hidden": 100, "layers": 7, "epochs": 200, "batch_size": 2000, "lr": 1e-4,
