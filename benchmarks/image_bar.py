@@ -111,7 +111,14 @@ def evaluate(run: str, net: FeatureNet, held: np.ndarray, n: int, repeats: int, 
     """Every method's scores per evaluation (paired on the truth rows), then summarised."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    draws, rows, failed = samplers(run, user_model, max_per_image, sharpen), {}, {}
+    return score_draws(samplers(run, user_model, max_per_image, sharpen), net, held, n, repeats, rng)
+
+
+def score_draws(draws: dict, net: FeatureNet, held: np.ndarray, n: int, repeats: int, rng) -> dict:
+    """``repeats`` evaluations of ``{method: draw(n) -> (images, weights or None)}``: each draws
+    ``n`` held-out images with ``rng`` and scores every method against them (paired), a method
+    that refuses (a ValueError) is reported once in ``failed``; then summarised."""
+    rows, failed = {}, {}
     truth_f = net.features(held)
     for r in range(repeats):
         t = truth_f[rng.choice(len(truth_f), n, replace=False)]

@@ -33,8 +33,6 @@ import image_bar  # noqa: E402
 import sharpen_auto  # noqa: E402
 
 from genrefine.checkpoint import atomic_write_text  # noqa: E402
-from genrefine.metrics import frechet_distance  # noqa: E402
-from genrefine.metrics.suite import weighted_precision_recall  # noqa: E402
 from genrefine.samplers.rejection import practical_bound, sharpened  # noqa: E402
 from genrefine.weights.classifier import latent_target  # noqa: E402
 
@@ -42,7 +40,7 @@ CANDIDATES = 10  # SIR candidates per delivered image
 
 
 def draws(run: str, model: str, taus: list[float]) -> dict:
-    """``{method: draw(n) -> images}``: the truncated base and the truncated refinement per τ."""
+    """``{method: draw(n) -> (images, None)}``: the truncated base and the truncated refinement per τ."""
     module = sharpen_auto.PUBLISHED[model]() if model in sharpen_auto.PUBLISHED else None
     base, clf = image_bar.load_run(run, module)
     power = float(clf.sharpen_power)
@@ -51,14 +49,14 @@ def draws(run: str, model: str, taus: list[float]) -> dict:
               else practical_bound(target))
 
     def truncated(tau):
-        return lambda n: base.generate(base.prior.sample((n,)) * tau)
+        return lambda n: (base.generate(base.prior.sample((n,)) * tau).numpy(), None)
 
     def refined(tau):
         def draw(n):
             z = base.prior.sample((n, CANDIDATES)) * tau
             w = target.weight(z.reshape(n * CANDIDATES, -1)).reshape(n, CANDIDATES)
             pick = torch.multinomial(w / w.sum(1, keepdim=True), 1).squeeze(1)
-            return base.generate(z[torch.arange(n), pick])
+            return base.generate(z[torch.arange(n), pick]).numpy(), None
         return draw
     out = {"base": truncated(1.0)}
     for tau in taus:
@@ -66,21 +64,6 @@ def draws(run: str, model: str, taus: list[float]) -> dict:
             out[f"truncated {tau:g}"] = truncated(tau)
         out[f"refined {tau:g}"] = refined(tau)
     return out
-
-
-def evaluate(methods: dict, net, held: np.ndarray, n: int, repeats: int, seed: int) -> dict:
-    """Every method's scores per evaluation, paired on the truth rows, then summarised."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
-    truth_f, rows = net.features(held), {}
-    for _ in range(repeats):
-        t = truth_f[rng.choice(len(truth_f), n, replace=False)]
-        for m, draw in methods.items():
-            with torch.no_grad():
-                s = net.features(draw(n).numpy())
-            p, q = weighted_precision_recall(t, s, None, rng, 3)
-            rows.setdefault(m, []).append({"precision": 100 * p, "recall": 100 * q, "frechet": frechet_distance(t, s)})
-    return image_bar.summarise(rows, {})
 
 
 def main(argv=None) -> int:
@@ -103,7 +86,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     os.environ.setdefault("GENREFINE_PUBLISHED", os.path.join("runs", "published"))
     net, held, accuracy = image_bar.feature_net(args.seed)
-    res = evaluate(draws(run, args.model, taus), net, held, args.eval_n, args.repeats, args.seed)
+    methods = draws(run, args.model, taus)
+    rng = np.random.default_rng(args.seed)
+    torch.manual_seed(args.seed)
+    res = image_bar.score_draws(methods, net, held, args.eval_n, args.repeats, rng)
     doc = {"command": "python benchmarks/truncation_frontier.py " + " ".join(argv if argv is not None else sys.argv[1:]),
            "repeats": args.repeats, "eval_n": args.eval_n, "feature_accuracy": accuracy, "run": run,
            "floor": image_bar.floor(net, held, args.eval_n, args.repeats, args.seed), "families": {args.model: res}}
